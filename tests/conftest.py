@@ -1,0 +1,71 @@
+"""Session fixtures for the real components: one broker, one registry, one PostgreSQL per run.
+
+Each starts lazily, only when a test asks for it, and a component that cannot start fails the
+tests that need it (never skips them): CI must have every component.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from writeback.localstack import KafkaBroker, PostgresServer, SchemaRegistry
+
+
+@pytest.fixture(scope="session")
+def stack_dir() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="writeback-test-stack-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka(stack_dir: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(stack_dir / "kafka").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(stack_dir: Path) -> Iterator[SchemaRegistry]:
+    registry = SchemaRegistry(stack_dir / "registry").start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(stack_dir: Path) -> Iterator[str]:
+    if url := os.environ.get("WRITEBACK_PG_URL"):
+        yield url
+        return
+    server = PostgresServer(stack_dir / "postgres").start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def topic_factory(kafka: KafkaBroker, request: pytest.FixtureRequest):
+    """Creates uniquely named topics so tests sharing the broker never see each other's data."""
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    test_name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:60]
+
+    def create(base: str = "t", partitions: int = 3) -> str:
+        name = f"{base}.{test_name}.{uuid.uuid4().hex[:8]}"
+        futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30)
+        futures[name].result(30)
+        return name
+
+    return create
+
+
+@pytest.fixture
+def topic(topic_factory) -> str:
+    return topic_factory()

@@ -1,0 +1,60 @@
+"""`writeback dev` (what `make run` runs) starts the stack and the service; Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_help_lists_the_service_commands():
+    out = subprocess.run(
+        [sys.executable, "-m", "writeback.cli", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    for command in ("serve", "dev", "stack"):
+        assert command in out.stdout
+
+
+def test_dev_starts_stack_and_service_and_ctrl_c_leaves_nothing_running(tmp_path):
+    workdir = tmp_path / "devstack"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "writeback.cli", "dev", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "consuming" in line or not line:
+            break
+    assert any("consuming" in line for line in lines), "".join(lines)
+    assert len(_processes_mentioning(str(workdir))) >= 2, "broker and registry are running"
+
+    proc.send_signal(signal.SIGINT)
+    remaining, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + remaining
+    assert "stopped" in remaining
+    time.sleep(0.5)
+    assert _processes_mentioning(str(workdir)) == []
