@@ -1,0 +1,157 @@
+"""The writeback list: nothing doubled on insert, nothing claimed twice, order per recipient."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from writeback.ledger import Ledger, NewWriteback, RowResult, SubscriberChange
+from writeback.writebacks import Status, WritebackClass
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+
+def row(n: int, *, recipient: str = "r1", closes: datetime | None = T0, minutes: int = 0,
+        connection: str = "c1", mailing: str | None = None) -> NewWriteback:  # fmt: skip
+    return NewWriteback(
+        id=f"wb-{connection}-{n}",
+        account_id="acct",
+        connection_id=connection,
+        wb_class=WritebackClass.SUBSCRIBER,
+        event_type="subscriber",
+        event_id=f"ev-{n}",
+        recipient_key=recipient,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        window_closes_at=closes,
+        payload={"n": n},
+        mailing_id=mailing,
+    )
+
+
+@pytest.fixture
+def ledger(database_url):
+    ledger = Ledger.connect(database_url)
+    yield ledger
+    ledger.close()
+
+
+def test_inserting_the_same_event_twice_adds_one_row(ledger):
+    assert ledger.insert([row(1), row(2)], now=T0) == 2
+    assert ledger.insert([row(1), row(2), row(3)], now=T0) == 1
+    assert ledger.counts() == {("c1", "pending"): 3}
+
+
+def test_only_rows_whose_window_has_closed_are_claimed(ledger):
+    ledger.insert([row(1), row(2, closes=T0 + timedelta(minutes=10), recipient="r2")], now=T0)
+    assert ledger.acquire_lease("c1", "me", T0, LEASE)
+    claimed = ledger.claim_due("c1", "me", T0, limit=10)
+    assert [w.id for w in claimed] == ["wb-c1-1"]
+    assert claimed[0].event == {"n": 1}
+    assert ledger.get("wb-c1-1")["status"] == "in_flight"
+    assert ledger.get("wb-c1-2")["status"] == "pending"
+
+
+def test_manual_windows_wait_for_send_activity_and_can_target_one_mailing(ledger):
+    ledger.insert(
+        [row(1, closes=None, mailing="m1"), row(2, closes=None, mailing="m2", recipient="r2")],
+        now=T0,
+    )
+    ledger.acquire_lease("c1", "me", T0, LEASE)
+    assert ledger.claim_due("c1", "me", T0 + timedelta(days=30), limit=10) == []
+    assert ledger.close_windows("c1", T0, mailing_id="m2") == 1
+    assert [w.id for w in ledger.claim_due("c1", "me", T0, limit=10)] == ["wb-c1-2"]
+
+
+def test_claims_follow_occurred_at_per_recipient_and_never_overtake_a_waiting_row(ledger):
+    ledger.insert([row(1, minutes=5), row(2, minutes=1), row(3, minutes=9)], now=T0)
+    ledger.acquire_lease("c1", "me", T0, LEASE)
+    claimed = ledger.claim_due("c1", "me", T0, limit=10)
+    assert [w.id for w in claimed] == ["wb-c1-2", "wb-c1-1", "wb-c1-3"]
+    # the earliest goes into backoff; the later two must wait behind it
+    later = T0 + timedelta(minutes=5)
+    ledger.record(
+        [
+            RowResult("wb-c1-2", Status.PENDING, "UNABLE_TO_LOCK_ROW", "locked", later),
+            RowResult("wb-c1-1", Status.PENDING, "HELD", "held", None),
+            RowResult("wb-c1-3", Status.PENDING, "HELD", "held", None),
+        ],
+        "me",
+        T0,
+    )
+    assert ledger.claim_due("c1", "me", T0 + timedelta(minutes=1), limit=10) == []
+    assert [w.id for w in ledger.claim_due("c1", "me", later, limit=10)] == [
+        "wb-c1-2",
+        "wb-c1-1",
+        "wb-c1-3",
+    ]
+
+
+def test_a_connection_has_one_flusher_at_a_time_and_a_new_one_requeues_abandoned_rows(ledger):
+    ledger.insert([row(1), row(2, recipient="r2")], now=T0)
+    assert ledger.acquire_lease("c1", "a", T0, LEASE)
+    assert not ledger.acquire_lease("c1", "b", T0 + timedelta(seconds=10), LEASE)
+    assert len(ledger.claim_due("c1", "a", T0, limit=1)) == 1
+    # "a" dies holding one row in flight; once its lease expires "b" takes over
+    assert ledger.acquire_lease("c1", "b", T0 + timedelta(seconds=31), LEASE)
+    reclaimed = ledger.claim_due("c1", "b", T0 + timedelta(seconds=31), limit=10)
+    assert sorted(w.id for w in reclaimed) == ["wb-c1-1", "wb-c1-2"]
+
+
+def test_outcomes_are_recorded_only_by_the_claim_holder(ledger):
+    ledger.insert([row(1), row(2, recipient="r2")], now=T0)
+    ledger.acquire_lease("c1", "me", T0, LEASE)
+    ledger.claim_due("c1", "me", T0, limit=10)
+    ledger.record([RowResult("wb-c1-1", Status.COMPLETED)], "someone-else", T0)
+    assert ledger.get("wb-c1-1")["status"] == "in_flight"
+    ledger.record(
+        [
+            RowResult("wb-c1-1", Status.COMPLETED),
+            RowResult("wb-c1-2", Status.FAILED, "INVALID_CROSS_REFERENCE_KEY", "unknown id"),
+        ],
+        "me",
+        T0,
+    )
+    done, failed = ledger.get("wb-c1-1"), ledger.get("wb-c1-2")
+    assert (done["status"], done["attempts"], done["completed_at"]) == ("completed", 1, T0)
+    assert (failed["status"], failed["error_code"]) == ("failed", "INVALID_CROSS_REFERENCE_KEY")
+    assert failed["first_failed_at"] == T0
+    assert [r["id"] for r in ledger.list(status=Status.FAILED)] == ["wb-c1-2"]
+    assert ledger.requeue(["wb-c1-2", "wb-c1-1"], T0) == 1
+    assert ledger.get("wb-c1-2")["status"] == "pending"
+
+
+def test_subscriber_state_keeps_the_latest_event_whatever_the_arrival_order(ledger):
+    unsub = SubscriberChange("acct", "r1", "unsubscribed", "CRM_SYNC", T0 + timedelta(hours=1))
+    older_resub = SubscriberChange("acct", "r1", "subscribed", None, T0)
+    ledger.insert([], [unsub], now=T0)
+    ledger.insert([], [older_resub], now=T0)
+    state = ledger.subscriber("acct", "r1")
+    assert (state["status"], state["unsubscribe_source"]) == ("unsubscribed", "CRM_SYNC")
+
+
+def test_two_flushers_racing_for_one_backlog_never_claim_a_row_twice(ledger):
+    rows = [row(n, recipient=f"r{n % 17}", minutes=n, connection=f"c{n % 3}") for n in range(300)]
+    ledger.insert(rows, now=T0)
+    claimed: dict[str, list[str]] = {"a": [], "b": []}
+
+    def flusher(owner: str) -> None:
+        for _ in range(200):
+            for connection in ("c0", "c1", "c2"):
+                if not ledger.acquire_lease(connection, owner, T0, LEASE):
+                    continue
+                batch = ledger.claim_due(connection, owner, T0, limit=7)
+                claimed[owner].extend(w.id for w in batch)
+                ledger.record([RowResult(w.id, Status.COMPLETED) for w in batch], owner, T0)
+                ledger.release_lease(connection, owner)
+
+    threads = [threading.Thread(target=flusher, args=(o,)) for o in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = claimed["a"] + claimed["b"]
+    assert len(everything) == len(set(everything)) == 300
+    assert sum(n for (_, s), n in ledger.counts().items() if s == "completed") == 300

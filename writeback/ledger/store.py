@@ -1,0 +1,402 @@
+"""The writeback list: what ingest inserts, what the flusher claims, and what happened to each.
+
+Safety with several instances on one database comes from a lease per connection: only the
+lease holder claims and flushes that connection's rows, so no row is flushed twice and each
+recipient's rows are written in `occurred_at` order. Rows left `in_flight` by a holder that
+died are returned to `pending` by the next holder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from writeback.ledger.migrate import migrate
+from writeback.ledger.tables import flush_leases, subscriber_state, writebacks
+from writeback.writebacks import Status, Writeback, WritebackClass
+
+
+@dataclass(frozen=True, slots=True)
+class NewWriteback:
+    """A row as ingest creates it; `id` is deterministic so a redelivered event adds nothing."""
+
+    id: str
+    account_id: str
+    connection_id: str
+    wb_class: WritebackClass
+    event_type: str
+    event_id: str
+    recipient_key: str
+    occurred_at: datetime
+    window_closes_at: datetime | None
+    payload: dict[str, Any]
+    mailing_id: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The ledger's record of one flush outcome, already decided by the flusher's policy."""
+
+    writeback_id: str
+    status: Status  # completed | failed | pending (retry later)
+    error_code: str | None = None
+    error_message: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberChange:
+    account_id: str
+    recipient_key: str
+    status: str
+    unsubscribe_source: str | None
+    occurred_at: datetime
+
+
+def create_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class Ledger:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def connect(cls, url: str, *, migrate_schema: bool = True) -> Ledger:
+        engine = create_engine(url)
+        if migrate_schema:
+            migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ingest ---------------------------------------------------------------------------
+
+    def insert(
+        self, rows: Sequence[NewWriteback], changes: Sequence[SubscriberChange] = (), *, now: datetime
+    ) -> int:
+        """Insert rows in one transaction; existing ids are skipped. Returns rows added."""
+        if not rows and not changes:
+            return 0
+        values = [
+            {
+                "id": r.id,
+                "account_id": r.account_id,
+                "connection_id": r.connection_id,
+                "wb_class": str(r.wb_class),
+                "event_type": r.event_type,
+                "event_id": r.event_id,
+                "recipient_key": r.recipient_key,
+                "mailing_id": r.mailing_id,
+                "occurred_at": r.occurred_at,
+                "window_closes_at": r.window_closes_at,
+                "next_attempt_at": None,
+                "status": Status.PENDING.value,
+                "attempts": 0,
+                "source_topic": r.source_topic,
+                "source_partition": r.source_partition,
+                "source_offset": r.source_offset,
+                "payload": r.payload,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in rows
+        ]
+        with self.engine.begin() as conn:
+            added = 0
+            if values:
+                stmt = (
+                    _insert(self.dialect, writebacks)
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(writebacks.c.id)
+                )
+                added = len(conn.execute(stmt, values).all())
+            for change in changes:
+                self._apply_subscriber_change(conn, change)
+        return added
+
+    def _apply_subscriber_change(self, conn: sa.Connection, change: SubscriberChange) -> None:
+        """Last event wins by `occurred_at`, whatever order the events arrived in."""
+        stmt = _insert(self.dialect, subscriber_state).values(
+            account_id=change.account_id,
+            recipient_key=change.recipient_key,
+            status=change.status,
+            unsubscribe_source=change.unsubscribe_source,
+            last_event_at=change.occurred_at,
+        )
+        excluded = stmt.excluded
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["account_id", "recipient_key"],
+                set_={
+                    "status": excluded.status,
+                    "unsubscribe_source": sa.func.coalesce(
+                        excluded.unsubscribe_source, subscriber_state.c.unsubscribe_source
+                    ),
+                    "last_event_at": excluded.last_event_at,
+                },
+                where=subscriber_state.c.last_event_at <= excluded.last_event_at,
+            )
+        )
+
+    def subscriber(self, account_id: str, recipient_key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(subscriber_state).where(
+                    subscriber_state.c.account_id == account_id,
+                    subscriber_state.c.recipient_key == recipient_key,
+                )
+            ).mappings().first()
+        return dict(row) if row else None
+
+    # flushing ---------------------------------------------------------------------------
+
+    def acquire_lease(self, connection_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the connection's lease; a fresh holder requeues abandoned rows."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                _insert(self.dialect, flush_leases)
+                .values(connection_id=connection_id, owner=None, expires_at=None)
+                .on_conflict_do_nothing(index_elements=["connection_id"])
+            )
+            previous = conn.execute(
+                sa.select(flush_leases.c.owner).where(flush_leases.c.connection_id == connection_id)
+            ).scalar()
+            taken = conn.execute(
+                flush_leases.update()
+                .where(
+                    flush_leases.c.connection_id == connection_id,
+                    sa.or_(
+                        flush_leases.c.owner.is_(None),
+                        flush_leases.c.owner == owner,
+                        flush_leases.c.expires_at < now,
+                    ),
+                )
+                .values(owner=owner, expires_at=now + ttl)
+            ).rowcount
+            if taken and previous != owner:
+                conn.execute(
+                    writebacks.update()
+                    .where(
+                        writebacks.c.connection_id == connection_id,
+                        writebacks.c.status == Status.IN_FLIGHT.value,
+                    )
+                    .values(status=Status.PENDING.value, claimed_by=None, updated_at=now)
+                )
+        return bool(taken)
+
+    def release_lease(self, connection_id: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                flush_leases.update()
+                .where(flush_leases.c.connection_id == connection_id, flush_leases.c.owner == owner)
+                .values(owner=None, expires_at=None)
+            )
+
+    def connections_with_due_rows(self, now: datetime) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(writebacks.c.connection_id)
+                    .where(_due(now))
+                    .group_by(writebacks.c.connection_id)
+                ).scalars()
+            )
+
+    def claim_due(
+        self, connection_id: str, owner: str, now: datetime, limit: int
+    ) -> list[Writeback]:
+        """Mark up to `limit` due rows in_flight, each recipient's in `occurred_at` order.
+
+        A row is held back while an earlier row of the same recipient is still waiting (in
+        backoff, or in flight), so a later event never overtakes an earlier one in the CRM.
+        """
+        earlier = writebacks.alias("earlier")
+        blocked = sa.exists().where(
+            earlier.c.connection_id == writebacks.c.connection_id,
+            earlier.c.recipient_key == writebacks.c.recipient_key,
+            earlier.c.occurred_at < writebacks.c.occurred_at,
+            sa.or_(
+                earlier.c.status == Status.IN_FLIGHT.value,
+                sa.and_(earlier.c.status == Status.PENDING.value, ~_due(now, earlier)),
+            ),
+        )
+        with self.engine.begin() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(writebacks)
+                    .where(writebacks.c.connection_id == connection_id, _due(now), ~blocked)
+                    .order_by(
+                        writebacks.c.recipient_key, writebacks.c.occurred_at, writebacks.c.id
+                    )
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return []
+            ids = [r["id"] for r in rows]
+            conn.execute(
+                writebacks.update()
+                .where(writebacks.c.id.in_(ids), writebacks.c.status == Status.PENDING.value)
+                .values(status=Status.IN_FLIGHT.value, claimed_by=owner, updated_at=now)
+            )
+        return [_to_writeback(r) for r in rows]
+
+    def record(self, results: Iterable[RowResult], owner: str, now: datetime) -> None:
+        """Store outcomes for rows this owner claimed; rows it no longer holds are left alone."""
+        with self.engine.begin() as conn:
+            for result in results:
+                values: dict[str, Any] = {
+                    "status": result.status.value,
+                    "attempts": writebacks.c.attempts + 1,
+                    "error_code": result.error_code,
+                    "error_message": (result.error_message or "")[:1000] or None,
+                    "claimed_by": None,
+                    "updated_at": now,
+                    "next_attempt_at": result.next_attempt_at,
+                }
+                if result.status is Status.COMPLETED:
+                    values["completed_at"] = now
+                if result.status is not Status.COMPLETED and result.error_code:
+                    values["first_failed_at"] = sa.func.coalesce(writebacks.c.first_failed_at, now)
+                conn.execute(
+                    writebacks.update()
+                    .where(
+                        writebacks.c.id == result.writeback_id,
+                        writebacks.c.claimed_by == owner,
+                        writebacks.c.status == Status.IN_FLIGHT.value,
+                    )
+                    .values(**values)
+                )
+
+    def close_windows(
+        self,
+        connection_id: str,
+        now: datetime,
+        *,
+        wb_class: WritebackClass | None = None,
+        mailing_id: str | None = None,
+    ) -> int:
+        """"Send activity now": make the matching pending rows due immediately."""
+        conditions = [
+            writebacks.c.connection_id == connection_id,
+            writebacks.c.status == Status.PENDING.value,
+            sa.or_(writebacks.c.window_closes_at.is_(None), writebacks.c.window_closes_at > now),
+        ]
+        if wb_class is not None:
+            conditions.append(writebacks.c.wb_class == str(wb_class))
+        if mailing_id is not None:
+            conditions.append(writebacks.c.mailing_id == mailing_id)
+        with self.engine.begin() as conn:
+            return conn.execute(
+                writebacks.update().where(*conditions).values(window_closes_at=now, updated_at=now)
+            ).rowcount
+
+    def requeue(self, ids: Sequence[str], now: datetime) -> int:
+        """`writeback retry`: failed rows go back to pending, due now, with attempts kept."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                writebacks.update()
+                .where(writebacks.c.id.in_(ids), writebacks.c.status == Status.FAILED.value)
+                .values(
+                    status=Status.PENDING.value,
+                    window_closes_at=now,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+
+    # the writeback list -------------------------------------------------------------------
+
+    def list(
+        self,
+        *,
+        status: Status | None = None,
+        connection_id: str | None = None,
+        account_id: str | None = None,
+        mailing_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        query = sa.select(writebacks).order_by(writebacks.c.updated_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(writebacks.c.status == status.value)
+        if connection_id is not None:
+            query = query.where(writebacks.c.connection_id == connection_id)
+        if account_id is not None:
+            query = query.where(writebacks.c.account_id == account_id)
+        if mailing_id is not None:
+            query = query.where(writebacks.c.mailing_id == mailing_id)
+        if since is not None:
+            query = query.where(writebacks.c.updated_at >= since)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def get(self, writeback_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(writebacks).where(writebacks.c.id == writeback_id))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(connection, status) → rows: the gauge SREs watch for a growing backlog."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(writebacks.c.connection_id, writebacks.c.status, sa.func.count())
+                .group_by(writebacks.c.connection_id, writebacks.c.status)
+            )
+            return {(c, s): n for c, s, n in rows}
+
+
+def _due(now: datetime, table: Any = writebacks) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        table.c.status == Status.PENDING.value,
+        table.c.window_closes_at.is_not(None),
+        table.c.window_closes_at <= now,
+        sa.or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
+    )
+
+
+def _to_writeback(row: Any) -> Writeback:
+    return Writeback(
+        id=row["id"],
+        account_id=row["account_id"],
+        connection_id=row["connection_id"],
+        wb_class=WritebackClass(row["wb_class"]),
+        recipient_key=row["recipient_key"],
+        occurred_at=row["occurred_at"],
+        event_type=row["event_type"],
+        event=row["payload"],
+        attempts=row["attempts"],
+    )

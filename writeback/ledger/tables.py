@@ -1,0 +1,127 @@
+"""The ledger's tables (SQLAlchemy Core): the writeback list and the state it depends on.
+
+Core rather than ORM: ingest inserts rows in bulk and the flusher claims them with set-based
+UPDATEs; there is no object graph to manage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend; SQLite would otherwise hand back naive values."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("time_zone", sa.String(64), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("settings", JSONDoc, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+writebacks = sa.Table(
+    "writebacks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("connection_id", sa.String(64), nullable=False),
+    sa.Column("wb_class", sa.String(16), nullable=False),
+    sa.Column("event_type", sa.String(16), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("recipient_key", sa.String(320), nullable=False),
+    sa.Column("mailing_id", sa.String(64)),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("window_closes_at", UTCDateTime),  # NULL: manual schedule, waits for send-activity
+    sa.Column("next_attempt_at", UTCDateTime),  # backoff after a transient failure
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.String(1000)),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("source_topic", sa.String(249)),
+    sa.Column("source_partition", sa.Integer),
+    sa.Column("source_offset", sa.BigInteger),
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("first_failed_at", UTCDateTime),
+    sa.Column("completed_at", UTCDateTime),
+    sa.CheckConstraint(
+        "status IN ('pending', 'in_flight', 'completed', 'failed')", name="status"
+    ),
+    sa.Index(None, "connection_id", "status", "window_closes_at"),
+    sa.Index(None, "status", "updated_at"),
+    sa.Index(None, "account_id", "recipient_key"),
+    sa.Index(None, "connection_id", "recipient_key", "occurred_at"),
+)
+
+subscriber_state = sa.Table(
+    "subscriber_state",
+    metadata,
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("recipient_key", sa.String(320), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # subscribed | unsubscribed | bad_email
+    sa.Column("unsubscribe_source", sa.String(32)),  # where the last unsubscribe came from
+    sa.Column("last_event_at", UTCDateTime, nullable=False),
+)
+
+flush_leases = sa.Table(
+    "flush_leases",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64)),
+    sa.Column("expires_at", UTCDateTime),
+)
+
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("wb_class", sa.String(16), primary_key=True),
+    sa.Column("last_fired_at", UTCDateTime, nullable=False),
+)
