@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from writeback.localstack import processes
 from writeback.localstack.kafka import KafkaBroker
 from writeback.localstack.postgres import PostgresServer
 from writeback.localstack.registry import SchemaRegistry
@@ -52,7 +53,7 @@ class LocalStack:
             for part in parts:
                 part.launch()
             for part in parts:
-                part.wait_ready()
+                processes.start_reliably(part, timeout=90.0)
         except BaseException:
             self.stop()
             raise

@@ -7,6 +7,7 @@ directly; the pinned version lives in deploy/local/kafka/pom.xml.
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -112,11 +113,16 @@ class KafkaBroker:
 
     def start(self, timeout: float = 90.0) -> KafkaBroker:
         self.launch()
-        self.wait_ready(timeout)
+        processes.start_reliably(self, timeout)
         return self
+
+    def new_ports(self) -> None:
+        self.port = processes.free_port()
+        self.controller_port = processes.free_port()
 
     def launch(self) -> None:
         processes.require_tool("java", "install a JDK 17+ (apt-get install openjdk-17-jre-headless)")
+        shutil.rmtree(self.workdir / "data", ignore_errors=True)  # a retry formats afresh
         config = self._write_config()
         processes.run_checked(
             self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)),

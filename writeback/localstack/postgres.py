@@ -55,14 +55,18 @@ class PostgresServer:
     def log_path(self) -> Path:
         return self.workdir / "postgres.log"
 
-    def start(self, timeout: float = 60.0) -> PostgresServer:
+    def start(self, timeout: float = 90.0) -> PostgresServer:
         self.launch()
-        self.wait_ready(timeout)
+        processes.start_reliably(self, timeout)
         return self
+
+    def new_ports(self) -> None:
+        self.port = processes.free_port()
 
     def launch(self) -> None:
         bindir = server_bin()
         data = self.workdir / "pgdata"
+        shutil.rmtree(data, ignore_errors=True)  # a retry runs initdb afresh
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.run_as:
             pw = pwd.getpwnam(self.run_as)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 from pathlib import Path
 
 from writeback.errors import StackError
@@ -96,6 +97,29 @@ def _tail(log_path: Path | None, lines: int = 30) -> str:
         return ""
     text = log_path.read_text(errors="replace").splitlines()[-lines:]
     return f"; last log lines from {log_path}:\n" + "\n".join(text)
+
+
+class Component(Protocol):
+    def launch(self) -> None: ...
+    def wait_ready(self, timeout: float = ...) -> None: ...
+    def stop(self) -> None: ...
+    def new_ports(self) -> None: ...
+
+
+def start_reliably(component: Component, timeout: float, attempts: int = 3) -> None:
+    """Start, retrying on fresh ports: a free port found by binding to 0 can be taken by
+    someone else before the JVM binds it, and a busy CI machine makes that likelier."""
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            component.new_ports()
+            component.launch()
+        try:
+            component.wait_ready(timeout)
+            return
+        except StackError:
+            component.stop()
+            if attempt == attempts:
+                raise
 
 
 def require_tool(name: str, hint: str) -> str:

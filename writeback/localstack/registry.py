@@ -61,8 +61,11 @@ class SchemaRegistry:
 
     def start(self, timeout: float = 90.0) -> SchemaRegistry:
         self.launch()
-        self.wait_ready(timeout)
+        processes.start_reliably(self, timeout)
         return self
+
+    def new_ports(self) -> None:
+        self.port = processes.free_port()
 
     def launch(self) -> None:
         processes.require_tool("java", "install a JDK 17+")
