@@ -17,7 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from writeback.ledger.migrate import migrate
-from writeback.ledger.tables import flush_leases, subscriber_state, writebacks
+from writeback.ledger.tables import (
+    accounts,
+    connections,
+    flush_leases,
+    subscriber_state,
+    writebacks,
+)
 from writeback.writebacks import Status, Writeback, WritebackClass
 
 
@@ -333,6 +339,28 @@ class Ledger:
                     updated_at=now,
                 )
             ).rowcount
+
+    # settings -------------------------------------------------------------------------
+
+    def replace_settings(
+        self, account_rows: Sequence[dict[str, Any]], connection_rows: Sequence[dict[str, Any]]
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(connections.delete())
+            conn.execute(accounts.delete())
+            if account_rows:
+                conn.execute(accounts.insert(), list(account_rows))
+            if connection_rows:
+                conn.execute(connections.insert(), list(connection_rows))
+
+    def settings_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            account_rows = conn.execute(sa.select(accounts).order_by(accounts.c.id)).mappings()
+            account_list = [dict(r) for r in account_rows]
+            connection_rows = conn.execute(
+                sa.select(connections).order_by(connections.c.id)
+            ).mappings()
+            return account_list, [dict(r) for r in connection_rows]
 
     # the writeback list -------------------------------------------------------------------
 

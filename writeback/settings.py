@@ -1,0 +1,348 @@
+"""Writeback Settings: accounts, their CRM connections, which writebacks are on and when.
+
+Loaded from TOML or YAML, validated with errors that name the field, and stored in the ledger
+database so every instance of the service works from the same settings.
+
+Rules from the seeds that validation enforces rather than silently fixes:
+- unsubscribe, resubscribe and bad email writebacks cannot be turned off (000, 002);
+- Salesforce mailing activity defaults to Sent on, frequency Manual (002);
+- tracking and Personify push once daily (001, 004); subscriber status every ten minutes (000);
+- credentials are referenced ({env = "NAME"} or {file = "/path"}), never written inline.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from writeback import schedules
+from writeback.errors import ConfigError
+from writeback.ledger import Ledger
+from writeback.schedules import Schedule, TimeZoneName
+from writeback.writebacks import WritebackClass
+
+_MODEL = ConfigDict(frozen=True, extra="forbid")
+_SECRET_KEYS = ("secret", "password", "token", "key")
+
+
+class ConnectionKind(StrEnum):
+    NETFORUM = "netforum"
+    SALESFORCE = "salesforce"
+    PERSONIFY = "personify"
+    TRACKING = "tracking"
+    COMMUNITY = "community"
+
+
+class MailingActivity(StrEnum):
+    """The mailing-activity writebacks of seed 000 (netFORUM); Salesforce offers Sent and Opened."""
+
+    SENT = "sent"
+    OPENED = "opened"
+    CLICK = "click"
+    BLOCK = "block"
+    BOUNCE = "bounce"
+    SOCIAL_SHARING = "social_sharing"
+
+
+MAILING_ACTIVITY_BY_KIND: dict[ConnectionKind, frozenset[MailingActivity]] = {
+    ConnectionKind.NETFORUM: frozenset(MailingActivity),
+    ConnectionKind.SALESFORCE: frozenset({MailingActivity.SENT, MailingActivity.OPENED}),
+}
+
+
+class PersonifyMode(StrEnum):
+    """Seed 004: subscription activity as CUS_ACTIVITY records, as the CUS_OPT_IN flag, or both."""
+
+    ACTIVITY = "activity"
+    OPT_IN = "opt_in"
+    BOTH = "both"
+
+
+class SecretRef(BaseModel):
+    """Where a credential lives. Resolved only when a connection is opened, never stored."""
+
+    model_config = _MODEL
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def resolve(self) -> SecretStr:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None
+        try:
+            return SecretStr(self.file.read_text().strip())
+        except OSError as exc:
+            raise ConfigError(f"secret file {self.file} cannot be read: {exc.strerror}") from None
+
+
+class Writebacks(BaseModel):
+    """The Writeback Settings checkboxes."""
+
+    model_config = _MODEL
+    unsubscribe: bool = True
+    resubscribe: bool = True
+    bad_email: bool = True
+    mailing_activity: frozenset[MailingActivity] | None = None  # None: the kind's default
+
+    @field_validator("unsubscribe", "resubscribe", "bad_email")
+    @classmethod
+    def _always_on(cls, value: bool, info: Any) -> bool:
+        if not value:
+            raise ValueError(
+                f"{info.field_name} writebacks cannot be turned off "
+                "(unsubscribe, resubscribe and bad email are always written back)"
+            )
+        return value
+
+
+class Connection(BaseModel):
+    model_config = _MODEL
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    kind: ConnectionKind
+    enabled: bool = True
+    writebacks: Writebacks = Writebacks()
+    schedules: dict[WritebackClass, Schedule] = Field(default_factory=dict)
+    suppress_email_opt_out: bool = False  # Salesforce (002)
+    personify_mode: PersonifyMode = PersonifyMode.BOTH  # Personify (004)
+    tracking_enabled: bool = True  # tracking (001)
+    crm: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("crm")
+    @classmethod
+    def _credentials_by_reference(cls, crm: dict[str, Any]) -> dict[str, Any]:
+        for key, value in crm.items():
+            if any(word in key.lower() for word in _SECRET_KEYS):
+                if not isinstance(value, dict):
+                    raise ValueError(
+                        f"{key}: credentials must be referenced as {{env = \"NAME\"}} or "
+                        f"{{file = \"/path\"}}, not written inline"
+                    )
+                SecretRef.model_validate(value)
+        return crm
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> Connection:
+        allowed = MAILING_ACTIVITY_BY_KIND.get(self.kind, frozenset())
+        chosen = self.writebacks.mailing_activity
+        if chosen is not None and not chosen <= allowed:
+            extra = ", ".join(sorted(chosen - allowed))
+            raise ValueError(
+                f"writebacks.mailing_activity: {extra} not available for {self.kind} connections"
+                + (f" (choose from {', '.join(sorted(allowed))})" if allowed else "")
+            )
+        if self.suppress_email_opt_out and self.kind is not ConnectionKind.SALESFORCE:
+            raise ValueError("suppress_email_opt_out: only Salesforce connections have it")
+        return self
+
+    def mailing_activity(self) -> frozenset[MailingActivity]:
+        if self.writebacks.mailing_activity is not None:
+            return self.writebacks.mailing_activity
+        if self.kind is ConnectionKind.SALESFORCE:
+            return frozenset({MailingActivity.SENT})  # 002: Sent checked by default
+        return MAILING_ACTIVITY_BY_KIND.get(self.kind, frozenset())
+
+    def schedule(self, wb_class: WritebackClass) -> Schedule:
+        return self.schedules[wb_class]
+
+    def secret(self, key: str) -> SecretStr:
+        return SecretRef.model_validate(self.crm[key]).resolve()
+
+
+def default_schedules(kind: ConnectionKind, tz: str) -> dict[WritebackClass, Schedule]:
+    if kind in (ConnectionKind.TRACKING, ConnectionKind.PERSONIFY):
+        daily = schedules.daily_default(tz)
+        return {WritebackClass.SUBSCRIBER: daily, WritebackClass.ACTIVITY: daily}
+    activity: Schedule = (
+        schedules.SALESFORCE_ACTIVITY_DEFAULT
+        if kind is ConnectionKind.SALESFORCE
+        else schedules.daily_default(tz)
+    )
+    return {WritebackClass.SUBSCRIBER: schedules.SUBSCRIBER_STATUS_DEFAULT, WritebackClass.ACTIVITY: activity}
+
+
+class Account(BaseModel):
+    model_config = _MODEL
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = ""
+    time_zone: TimeZoneName
+    connections: tuple[Connection, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedules_in_account_zone(cls, data: Any) -> Any:
+        """Fill each connection's schedules: kind defaults, and the account's zone by default."""
+        if not isinstance(data, dict) or not isinstance(data.get("connections"), list):
+            return data
+        tz = data.get("time_zone")
+        filled = []
+        for raw in data["connections"]:
+            if not isinstance(raw, dict) or not isinstance(tz, str):
+                filled.append(raw)
+                continue
+            given = raw.get("schedules") or {}
+            merged: dict[str, Any] = {}
+            try:
+                merged.update(
+                    {str(k): v.model_dump(mode="json") for k, v in default_schedules(ConnectionKind(raw.get("kind")), tz).items()}
+                )
+            except ValueError:
+                pass  # unknown kind or zone: the field validators report it
+            for key, schedule in given.items() if isinstance(given, dict) else ():
+                if isinstance(schedule, dict) and schedule.get("kind") not in (None, "interval", "manual"):
+                    schedule = {"tz": tz, **schedule}
+                merged[key] = schedule
+            filled.append({**raw, "schedules": merged})
+        return {**data, "connections": filled}
+
+    @model_validator(mode="after")
+    def _unique_connection_ids(self) -> Account:
+        ids = [c.id for c in self.connections]
+        if len(ids) != len(set(ids)):
+            raise ValueError("connections: connection ids must be unique")
+        return self
+
+
+class Settings(BaseModel):
+    model_config = _MODEL
+    accounts: tuple[Account, ...] = ()
+
+    @model_validator(mode="after")
+    def _globally_unique_connections(self) -> Settings:
+        ids = [c.id for a in self.accounts for c in a.connections]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"connection ids must be unique across accounts: {', '.join(dupes)}")
+        return self
+
+    def connections_of(self, account_id: str) -> tuple[Connection, ...]:
+        for account in self.accounts:
+            if account.id == account_id:
+                return account.connections
+        return ()
+
+    def account(self, account_id: str) -> Account | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+    def connection(self, connection_id: str) -> tuple[Account, Connection] | None:
+        for account in self.accounts:
+            for connection in account.connections:
+                if connection.id == connection_id:
+                    return account, connection
+        return None
+
+
+def parse_settings(data: Any) -> Settings:
+    """Validate settings data; every problem is reported as `location: reason` lines."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, data)) from None
+
+
+def describe(exc: ValidationError, data: Any = None) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = _location(error["loc"], data)
+        lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _location(loc: tuple[Any, ...], data: Any) -> str:
+    """Name list items by their id ("accounts[acme].connections[acme-sf].kind") when possible."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list | tuple) and part < len(node) else None
+            label = item.get("id") if isinstance(item, dict) else None
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{label or part}]"]
+            node = item
+            continue
+        # discriminated unions and type-tag entries add a location part that is not a field
+        if isinstance(node, dict) and part not in node and parts and str(part) in _UNION_TAGS:
+            continue
+        parts.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+_UNION_TAGS = {"interval", "manual", "hourly", "daily", "weekly", "every_n_days"}
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {exc}") from None
+    return parse_settings(data or {})
+
+
+def apply(ledger: Ledger, settings: Settings, now: datetime) -> None:
+    """Store settings for every instance; accounts and connections not in them are removed."""
+    ledger.replace_settings(
+        [
+            {"id": a.id, "name": a.name, "time_zone": a.time_zone, "updated_at": now}
+            for a in settings.accounts
+        ],
+        [
+            {
+                "id": c.id,
+                "account_id": a.id,
+                "kind": c.kind.value,
+                "enabled": c.enabled,
+                "settings": c.model_dump(mode="json"),
+                "updated_at": now,
+            }
+            for a in settings.accounts
+            for c in a.connections
+        ],
+    )
+
+
+def stored(ledger: Ledger) -> Settings:
+    accounts, connections = ledger.settings_rows()
+    return parse_settings(
+        {
+            "accounts": [
+                {
+                    "id": a["id"],
+                    "name": a["name"],
+                    "time_zone": a["time_zone"],
+                    "connections": [c["settings"] for c in connections if c["account_id"] == a["id"]],
+                }
+                for a in accounts
+            ]
+        }
+    )
+
