@@ -51,14 +51,14 @@ def postgres_url(stack_dir: Path) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def topic_factory(kafka: KafkaBroker, request: pytest.FixtureRequest):
+@pytest.fixture(scope="session")
+def topic_factory(kafka: KafkaBroker):
     """Creates uniquely named topics so tests sharing the broker never see each other's data."""
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    test_name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:60]
 
     def create(base: str = "t", partitions: int = 3) -> str:
-        name = f"{base}.{test_name}.{uuid.uuid4().hex[:8]}"
+        base = base.replace("[", "-").replace("]", "").replace("_", "-")[:80]
+        name = f"{base}.{uuid.uuid4().hex[:8]}"
         futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30)
         futures[name].result(30)
         return name
@@ -67,8 +67,8 @@ def topic_factory(kafka: KafkaBroker, request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def topic(topic_factory) -> str:
-    return topic_factory()
+def topic(topic_factory, request: pytest.FixtureRequest) -> str:
+    return topic_factory(request.node.name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -88,3 +88,43 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def consume_all(kafka: KafkaBroker):
+    """Reads every record currently on a topic (from the beginning, until it goes quiet)."""
+    from confluent_kafka import Consumer
+
+    def consume(topic: str, expected: int | None = None, timeout: float = 30.0) -> list:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": kafka.bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([topic])
+        records, idle = [], 0.0
+        import time
+
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None:
+                    idle += 0.5
+                    if (expected is None and records and idle >= 2) or (
+                        expected is not None and len(records) >= expected
+                    ):
+                        break
+                    continue
+                if message.error():
+                    continue
+                idle = 0.0
+                records.append(message)
+        finally:
+            consumer.close()
+        return records
+
+    return consume

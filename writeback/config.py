@@ -6,13 +6,18 @@ and live in `writeback.settings`.
 
 from __future__ import annotations
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SUBSCRIBER_TOPIC = "writeback.subscriber-events"
-ACTIVITY_TOPIC = "writeback.activity-events"
-COMMUNITY_TOPIC = "writeback.community-list-events"
-EVENT_TOPICS = (SUBSCRIBER_TOPIC, ACTIVITY_TOPIC, COMMUNITY_TOPIC)
+from writeback.events import (
+    ACTIVITY_TOPIC,
+    COMMUNITY_TOPIC,
+    DLQ_TOPIC_PREFIX,
+    SUBSCRIBER_TOPIC,
+    ActivityEvent,
+    CommunityListEvent,
+    Event,
+    SubscriberEvent,
+)
 
 
 class ServiceConfig(BaseSettings):
@@ -24,8 +29,23 @@ class ServiceConfig(BaseSettings):
     schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
     database_url: str = "sqlite:///writeback.db"
     group_id: str = "writeback"
-    topics: list[str] = Field(default_factory=lambda: list(EVENT_TOPICS))
+    subscriber_topic: str = SUBSCRIBER_TOPIC
+    activity_topic: str = ACTIVITY_TOPIC
+    community_topic: str = COMMUNITY_TOPIC
+    dead_letter_prefix: str = DLQ_TOPIC_PREFIX
+    settings_file: str | None = None
     metrics_port: int = 9464
+
+    def topic_models(self) -> dict[str, type[Event]]:
+        return {
+            self.subscriber_topic: SubscriberEvent,
+            self.activity_topic: ActivityEvent,
+            self.community_topic: CommunityListEvent,
+        }
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.topic_models())
 
     def consumer_config(self) -> dict[str, object]:
         return {

@@ -13,3 +13,19 @@ class StackError(WritebackError):
 
 class ConfigError(WritebackError):
     """Settings are invalid; the message names the field and the reason."""
+
+
+class DecodeError(WritebackError):
+    """A Kafka record is not a valid event; the message names the field and the reason."""
+
+
+class RegistryUnavailable(WritebackError):
+    """The schema registry could not be reached."""
+
+
+class BrokerUnavailable(WritebackError):
+    """The Kafka broker could not be reached."""
+
+
+class PublishError(WritebackError):
+    """Some events were not acknowledged by the broker."""

@@ -1,0 +1,92 @@
+"""An idempotent Kafka producer for our event models.
+
+Keys are `"<account_id>:<recipient key>"`, so one recipient's events land on one partition and
+stay in order; idempotence keeps a retried send from writing a record twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from writeback.errors import BrokerUnavailable, PublishError
+from writeback.events import Event
+from writeback.serde import EventSerde
+
+DeliveryCallback = Callable[[Event, KafkaError | None], None]
+
+
+class Publisher:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        serde: EventSerde,
+        *,
+        config: dict[str, Any] | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.serde = serde
+        self.delivered = 0
+        self.failures: list[tuple[Event, KafkaError]] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "log_level": 0,
+                **(config or {}),
+            }
+        )
+        try:
+            self._producer.list_topics(timeout=connect_timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"Kafka broker at {bootstrap_servers} unreachable within {connect_timeout:.0f}s: "
+                f"{exc.args[0].str() if exc.args else exc}"
+            ) from None
+
+    def publish(self, event: Event, *, topic: str | None = None, on_delivery: DeliveryCallback | None = None) -> None:
+        value = self.serde.serialize(event, topic)
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                self.delivered += 1
+            else:
+                self.failures.append((event, error))
+            if on_delivery is not None:
+                on_delivery(event, error)
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic or event.topic, value, key=event.key().encode(), on_delivery=delivered
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)  # local queue full: serve delivery reports, then retry
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait for every delivery report; raise if any event was not acknowledged."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise PublishError(f"{remaining} events not acknowledged within {timeout:.0f}s")
+        if self.failures:
+            reasons = sorted({error.str() for _, error in self.failures})
+            raise PublishError(f"{len(self.failures)} events failed: {'; '.join(reasons)}")
+
+    def close(self) -> None:
+        self._producer.flush(30)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,112 @@
+"""Events on the wire: Confluent framing (magic 0, schema id, Avro body) through the registry.
+
+confluent-kafka's own Avro serializers do the framing, registry lookups and caching; this
+module only binds them to our event models and turns their failures into `DecodeError`s that
+say what was wrong with the record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from pydantic import ValidationError
+
+from writeback.errors import DecodeError, RegistryUnavailable
+from writeback.events import EVENT_TYPES, DeadLetter, Event, schema_json, validation_summary
+
+MAGIC_BYTE = 0
+
+
+def registry_client(url: str) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": url, "timeout": 10})
+
+
+class EventSerde:
+    """Serializes our models for their topics and decodes values back into models."""
+
+    def __init__(self, client: SchemaRegistryClient, *, auto_register: bool = True) -> None:
+        self.client = client
+        self.auto_register = auto_register
+        self._serializers: dict[str, AvroSerializer] = {}
+        self._deserializer = AvroDeserializer(client)
+
+    def _serializer(self, schema_name: str) -> AvroSerializer:
+        serializer = self._serializers.get(schema_name)
+        if serializer is None:
+            serializer = AvroSerializer(
+                self.client,
+                schema_json(schema_name),
+                to_dict=lambda record, _ctx: record.to_avro(),
+                conf={"auto.register.schemas": self.auto_register, "use.latest.version": not self.auto_register},
+            )
+            self._serializers[schema_name] = serializer
+        return serializer
+
+    def serialize(self, record: Event | DeadLetter, topic: str | None = None) -> bytes:
+        topic = topic or record.topic
+        context = SerializationContext(topic, MessageField.VALUE)
+        try:
+            data = self._serializer(record.schema_name)(record, context)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise RegistryUnavailable(
+                    f"schema registry unreachable while registering {topic}-value: {type(exc).__name__}"
+                ) from exc
+            raise
+        assert data is not None
+        return data
+
+    def decode_raw(self, topic: str, value: bytes | None) -> dict[str, Any]:
+        """Avro-decode a framed value into plain data (no model validation)."""
+        if value is None:
+            raise DecodeError("value: empty (tombstone) record")
+        if len(value) < 5 or value[0] != MAGIC_BYTE:
+            raise DecodeError("value: not Confluent-framed Avro (magic byte 0 and schema id expected)")
+        try:
+            decoded = self._deserializer(value, SerializationContext(topic, MessageField.VALUE))
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise RegistryUnavailable(
+                    f"schema registry unreachable while decoding {topic}: {type(exc).__name__}"
+                ) from exc
+            schema_id = int.from_bytes(value[1:5], "big")
+            raise DecodeError(f"value: cannot decode with schema id {schema_id}: {_reason(exc)}") from exc
+        if not isinstance(decoded, dict):
+            raise DecodeError("value: decoded to a non-record")
+        return decoded
+
+    def deserialize(self, topic: str, value: bytes | None, model: type[Event] | None = None) -> Event:
+        """Decode a value from `topic` as `model` (by default, the model of the standard topic)."""
+        model = model or EVENT_TYPES.get(topic)
+        if model is None:
+            raise DecodeError(f"topic: {topic!r} is not an event topic")
+        data = self.decode_raw(topic, value)
+        try:
+            return model.from_avro(data)
+        except ValidationError as exc:
+            raise DecodeError(validation_summary(exc)) from None
+
+    def deserialize_dead_letter(self, topic: str, value: bytes | None) -> DeadLetter:
+        data = self.decode_raw(topic, value)
+        try:
+            return DeadLetter.from_avro(data)
+        except ValidationError as exc:
+            raise DecodeError(validation_summary(exc)) from None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import httpx
+
+    while exc is not None:
+        if isinstance(exc, httpx.TransportError | ConnectionError):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """A decode failure's reason without echoing record contents."""
+    return type(exc).__name__ + (f" ({exc.args[0]})" if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) < 200 else "")
