@@ -1,0 +1,57 @@
+"""Prometheus metrics: what SREs watch. Labels are connection ids, kinds, classes and reason
+codes — never recipients, emails or anything else a customer would call personal."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "writeback_events_consumed_total", "Records read from the event topics.", ["topic"]
+)
+EVENTS_REJECTED = Counter(
+    "writeback_events_rejected_total",
+    "Records that could not be decoded or validated (sent to the ingest dead-letter topic).",
+    ["topic", "reason"],
+)
+EVENTS_DROPPED = Counter(
+    "writeback_events_dropped_total",
+    "Event/connection pairs not written back, by why (disabled type, not for this kind...).",
+    ["kind", "reason"],
+)
+WRITEBACKS_INGESTED = Counter(
+    "writeback_writebacks_ingested_total",
+    "Pending writebacks created (one per event and connection).",
+    ["kind", "wb_class"],
+)
+DUPLICATES = Counter(
+    "writeback_duplicate_events_total", "Redelivered events that added no writeback."
+)
+INGEST_BATCH_SECONDS = Histogram(
+    "writeback_ingest_batch_seconds", "Time to decode, route and store one consumed batch."
+)
+FLUSH_OUTCOMES = Counter(
+    "writeback_flush_outcomes_total",
+    "Writeback outcomes recorded by the flusher.",
+    ["kind", "status", "error_code"],
+)
+FLUSH_BATCH_SECONDS = Histogram(
+    "writeback_flush_batch_seconds", "Time for one adapter call, by CRM kind.", ["kind"]
+)
+DEAD_LETTERS = Counter(
+    "writeback_dead_letters_total", "Records produced to dead-letter topics.", ["kind", "error_class"]
+)
+LEDGER_ROWS = Gauge(
+    "writeback_ledger_rows", "Writebacks in the ledger by connection and status.", ["connection", "status"]
+)
+OLDEST_DUE_SECONDS = Gauge(
+    "writeback_oldest_due_seconds",
+    "Age of the oldest due pending writeback (window closed, not yet written).",
+)
+BREAKER_STATE = Gauge(
+    "writeback_circuit_breaker_state",
+    "Per-connection circuit breaker: 0 closed, 1 half-open, 2 open.",
+    ["connection"],
+)
+BREAKER_TRIPS = Counter(
+    "writeback_circuit_breaker_trips_total", "Times a connection's breaker opened.", ["connection"]
+)
