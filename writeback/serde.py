@@ -7,10 +7,12 @@ say what was wrong with the record.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import ValidationError
 
@@ -98,15 +100,27 @@ class EventSerde:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    """The registry is unreachable or failing (5xx after the client's retries): not the record's fault."""
     import httpx
 
     while exc is not None:
         if isinstance(exc, httpx.TransportError | ConnectionError):
             return True
+        if isinstance(exc, SchemaRegistryError) and (exc.http_status_code or 0) >= 500:
+            return True
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False
 
 
+# a value Python's own messages quote, e.g. "invalid literal for int() with base 16: '...'"
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+
+
 def _reason(exc: BaseException) -> str:
     """A decode failure's reason without echoing record contents."""
-    return type(exc).__name__ + (f" ({exc.args[0]})" if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) < 200 else "")
+    if isinstance(exc, SchemaRegistryError):
+        what = "not found in the schema registry" if exc.http_status_code == 404 else "schema registry error"
+        return f"{what} (HTTP {exc.http_status_code}: {str(exc.error_message)[:200]})"
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) < 200 else ""
+    detail = _QUOTED.sub("'…'", detail)
+    return type(exc).__name__ + (f" ({detail})" if detail else "")
