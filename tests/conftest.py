@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from writeback.ledger import Ledger
 from writeback.localstack import KafkaBroker, PostgresServer, SchemaRegistry
 
 
@@ -88,6 +89,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """A migrated ledger on each backend."""
+    ledger = Ledger.connect(database_url)
+    yield ledger
+    ledger.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from writeback.config import ServiceConfig
+from writeback.writebacks import Status, WritebackClass
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from writeback.ledger import Ledger
+    from writeback.settings import Settings
 
 app = typer.Typer(
     help="Keep CRMs in step with the email-marketing platform, from Kafka events.",
@@ -183,6 +193,236 @@ def _report_subjects(results: list) -> None:
         colour = typer.colors.GREEN if result.ok else typer.colors.RED
         typer.secho(f"{'ok ' if result.ok else 'FAIL'} {result.subject}: {result.detail}", fg=colour)
     if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+# operator commands: the writeback list, settings, send activity now, retry -------------------
+
+settings_app = typer.Typer(help="Writeback Settings: validate, store and show them.", no_args_is_help=True)
+app.add_typer(settings_app, name="settings")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", help="Ledger database URL \\[default: WRITEBACK_DATABASE_URL]"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _parse_since(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO-8601 datetime (e.g. 2026-03-01T09:00:00+00:00)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@contextmanager
+def _ledger(database: str | None) -> Iterator[Ledger]:
+    """Open (and migrate) the ledger; a database that cannot be reached is a clear error."""
+    import sqlalchemy as sa
+
+    from writeback.ledger import Ledger
+
+    url = database or ServiceConfig().database_url
+    try:
+        ledger = Ledger.connect(url)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        safe = sa.make_url(url).render_as_string(hide_password=True)
+        reason = getattr(exc, "orig", None) or exc
+        raise _fail(f"cannot open the ledger at {safe}: {reason}", 1) from None
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 250  # piped or captured: keep each row on one line for grep
+    return console
+
+
+@app.command("list")
+def list_writebacks(
+    status: Annotated[Status | None, typer.Option(help="Only rows with this status.")] = None,
+    connection: Annotated[str | None, typer.Option(help="Only this CRM connection.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    mailing: Annotated[str | None, typer.Option(help="Only this mailing id.")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=_parse_since,
+            metavar="DATETIME",
+            help="Only rows updated at or after this ISO-8601 time (UTC if no offset is given).",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows, newest first.")] = 100,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """The writeback list: pending, in-flight, completed and failed writebacks, newest first."""
+    from writeback import listing
+
+    with _ledger(database) as ledger:
+        rows = ledger.list(
+            status=status,
+            connection_id=connection,
+            account_id=account,
+            mailing_id=mailing,
+            since=since,
+            limit=limit,
+        )
+    if as_json:
+        typer.echo(listing.rows_json(rows))
+    elif rows:
+        _console().print(listing.rows_table(rows))
+    else:
+        typer.echo("no writebacks match", err=True)
+
+
+@app.command()
+def show(
+    writeback_id: Annotated[str, typer.Argument(metavar="ID", help="A writeback id from `list`.")],
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Every field of one writeback, including the payload a replay would write."""
+    import json
+
+    from writeback import listing
+
+    with _ledger(database) as ledger:
+        row = ledger.get(writeback_id)
+    if row is None:
+        raise _fail(f"no writeback with id {writeback_id}", 1)
+    typer.echo(json.dumps(listing.row_json(row), indent=2) if as_json else listing.row_detail(row))
+
+
+def _load(file: Path) -> Settings:
+    from writeback.errors import ConfigError
+    from writeback.settings import load_settings
+
+    try:
+        return load_settings(file)
+    except ConfigError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+@settings_app.command("validate")
+def settings_validate(
+    file: Annotated[Path, typer.Argument(help="Settings file (TOML, or YAML by .yaml/.yml).")],
+) -> None:
+    """Check a settings file; every problem is named by its field and reason."""
+    from writeback import listing
+
+    settings = _load(file)
+    typer.echo(f"{file}: valid")
+    typer.echo(listing.settings_summary(settings))
+
+
+@settings_app.command("apply")
+def settings_apply(
+    file: Annotated[Path, typer.Argument(help="Settings file (TOML, or YAML by .yaml/.yml).")],
+    database: DatabaseOption = None,
+) -> None:
+    """Validate a settings file and store it for every instance; what it leaves out is removed."""
+    from writeback import listing
+    from writeback import settings as wb_settings
+    from writeback.errors import ConfigError
+
+    settings = _load(file)
+    with _ledger(database) as ledger:
+        try:
+            before = _connection_ids(wb_settings.stored(ledger))
+        except ConfigError:
+            before = set()  # what was stored no longer validates: replacing it is the fix
+        wb_settings.apply(ledger, settings, datetime.now(UTC))
+    typer.echo(f"stored {file}")
+    typer.echo(listing.settings_summary(settings))
+    if removed := sorted(before - _connection_ids(settings)):
+        typer.echo(f"removed connections: {', '.join(removed)}")
+
+
+def _connection_ids(settings: Settings) -> set[str]:
+    return {c.id for a in settings.accounts for c in a.connections}
+
+
+def _stored(ledger: Ledger) -> Settings:
+    from writeback import settings as wb_settings
+    from writeback.errors import ConfigError
+
+    try:
+        return wb_settings.stored(ledger)
+    except ConfigError as exc:
+        raise _fail(f"the stored settings are invalid; apply a valid file. {exc}", 1) from None
+
+
+@settings_app.command("show")
+def settings_show(as_json: JsonOption = False, database: DatabaseOption = None) -> None:
+    """The settings every instance runs with (as last stored by `settings apply`)."""
+    import json
+
+    from writeback import listing
+
+    with _ledger(database) as ledger:
+        settings = _stored(ledger)
+    if as_json:
+        typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+    elif settings.accounts:
+        _console().print(listing.settings_table(settings))
+    else:
+        typer.echo("no settings stored (see `writeback settings apply`)", err=True)
+
+
+@app.command("send-activity")
+def send_activity(
+    connection: Annotated[str, typer.Option(help="The CRM connection to flush.")],
+    mailing: Annotated[str | None, typer.Option(help="Only this mailing's writebacks.")] = None,
+    wb_class: Annotated[
+        WritebackClass, typer.Option("--class", help="Which writebacks to release.")
+    ] = WritebackClass.ACTIVITY,
+    database: DatabaseOption = None,
+) -> None:
+    """"Send activity now": close the connection's open windows so the next flush writes them."""
+    with _ledger(database) as ledger:
+        if _stored(ledger).connection(connection) is None:
+            raise _fail(
+                f"unknown connection {connection} (not in the stored settings; "
+                "see `writeback settings show`)",
+                1,
+            )
+        released = ledger.close_windows(
+            connection, datetime.now(UTC), wb_class=wb_class, mailing_id=mailing
+        )
+    which = f"{wb_class} writebacks" + (f" of mailing {mailing}" if mailing else "")
+    typer.echo(f"{released} {which} released for the next flush of {connection}")
+
+
+@app.command()
+def retry(
+    ids: Annotated[list[str], typer.Argument(metavar="ID", help="Failed writeback ids.")],
+    database: DatabaseOption = None,
+) -> None:
+    """Put failed writebacks back in the queue, due now (attempts are kept)."""
+    ids = list(dict.fromkeys(ids))
+    with _ledger(database) as ledger:
+        rows = {i: ledger.get(i) for i in ids}
+        failed = [i for i, row in rows.items() if row is not None and row["status"] == Status.FAILED]
+        requeued = ledger.requeue(failed, datetime.now(UTC)) if failed else 0
+    typer.echo(f"{requeued} of {len(ids)} requeued")
+    for writeback_id, row in rows.items():
+        if row is None:
+            typer.secho(f"  {writeback_id}: unknown", fg=typer.colors.YELLOW, err=True)
+        elif row["status"] != Status.FAILED:
+            typer.secho(
+                f"  {writeback_id}: not failed ({row['status']})", fg=typer.colors.YELLOW, err=True
+            )
+    if not requeued:
         raise typer.Exit(1)
 
 

@@ -6,8 +6,11 @@ and live in `writeback.settings`.
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from writeback.consumers.breaker import BreakerPolicy
+from writeback.consumers.retries import RetryPolicy
 from writeback.events import (
     ACTIVITY_TOPIC,
     COMMUNITY_TOPIC,
@@ -23,7 +26,9 @@ from writeback.events import (
 class ServiceConfig(BaseSettings):
     """Read from WRITEBACK_* environment variables (e.g. WRITEBACK_BOOTSTRAP_SERVERS)."""
 
-    model_config = SettingsConfigDict(env_prefix="WRITEBACK_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WRITEBACK_", env_nested_delimiter="__", extra="ignore"
+    )
 
     bootstrap_servers: str = "127.0.0.1:9092"
     schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
@@ -34,7 +39,14 @@ class ServiceConfig(BaseSettings):
     community_topic: str = COMMUNITY_TOPIC
     dead_letter_prefix: str = DLQ_TOPIC_PREFIX
     settings_file: str | None = None
-    metrics_port: int = 9464
+    http_host: str = "0.0.0.0"
+    metrics_port: int | None = Field(9464, description="/metrics, /healthz, /readyz; 0 picks a free port, None turns it off")
+    ingest_batch_size: int = Field(2000, ge=1)
+    flush_interval_s: float = Field(1.0, gt=0)
+    lease_ttl_s: float = Field(60.0, gt=0, description="A dead instance's connections wait this long")
+    settings_ttl_s: float = Field(5.0, ge=0, description="How often stored settings are re-read")
+    retry: RetryPolicy = RetryPolicy()  # e.g. WRITEBACK_RETRY__BASE_DELAY=PT0.5S (ISO 8601)
+    breaker: BreakerPolicy = BreakerPolicy()
 
     def topic_models(self) -> dict[str, type[Event]]:
         return {

@@ -19,6 +19,10 @@ class DecodeError(WritebackError):
     """A Kafka record is not a valid event; the message names the field and the reason."""
 
 
+class InvalidEvent(DecodeError):
+    """A record decodes as Avro but breaks the event contract (a field's value is not allowed)."""
+
+
 class RegistryUnavailable(WritebackError):
     """The schema registry could not be reached."""
 

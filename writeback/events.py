@@ -686,6 +686,14 @@ class DeadLetter(_AvroRecord):
         """The dead-letter topic this record belongs on."""
         return dead_letter_topic(self.crm_kind)
 
+    def key(self) -> str:
+        """The writeback id, so every dead letter of one writeback (replays included) stays in
+        one partition; an ingest dead letter is keyed by where its record came from."""
+        if self.writeback_id is not None:
+            return self.writeback_id
+        first = self.original[0] if self.original else None
+        return f"{first.topic}:{first.partition}:{first.offset}" if first else "unknown"
+
     @field_validator("last_failure_at")
     @classmethod
     def _failures_in_order(cls, value: datetime, info: ValidationInfo) -> datetime:

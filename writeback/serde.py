@@ -16,7 +16,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import ValidationError
 
-from writeback.errors import DecodeError, RegistryUnavailable
+from writeback.errors import DecodeError, InvalidEvent, RegistryUnavailable
 from writeback.events import EVENT_TYPES, DeadLetter, Event, schema_json, validation_summary
 
 MAGIC_BYTE = 0
@@ -89,7 +89,7 @@ class EventSerde:
         try:
             return model.from_avro(data)
         except ValidationError as exc:
-            raise DecodeError(validation_summary(exc)) from None
+            raise InvalidEvent(validation_summary(exc)) from None
 
     def deserialize_dead_letter(self, topic: str, value: bytes | None) -> DeadLetter:
         data = self.decode_raw(topic, value)

@@ -1,7 +1,7 @@
-"""`writeback serve`: the long-running consumer process.
+"""`writeback serve`: ingest in the main thread, the flusher beside it, probes on HTTP.
 
-Until the ledger lands this consumes, decodes and logs (ids and types only, never PII) and
-commits after each batch is handled, which is the shape the ingest consumer keeps.
+Instances scale by joining the consumer group (partitions are shared) and the same database
+(flush leases are shared); nothing else is coordinated.
 """
 
 from __future__ import annotations
@@ -9,13 +9,23 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka import Consumer
 
+from writeback import health
+from writeback.adapters import open_adapter
 from writeback.config import ServiceConfig
+from writeback.consumers import flusher as flushing
+from writeback.consumers import ingest as ingesting
+from writeback.consumers.breaker import BreakerRegistry
+from writeback.consumers.dead_letters import DeadLetterSink
+from writeback.ledger import Ledger
+from writeback.producers import Publisher
+from writeback.serde import EventSerde, registry_client
+from writeback.settings import StoredSettings, apply, load_settings
 
 log = logging.getLogger("writeback.service")
 
@@ -25,30 +35,88 @@ def install_stop_handlers(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
+class _Heartbeat:
+    """When each loop last finished a pass; /readyz fails when one stalls."""
+
+    def __init__(self, *names: str) -> None:
+        self.beats = dict.fromkeys(names, time.monotonic())
+
+    def beat(self, name: str) -> None:
+        self.beats[name] = time.monotonic()
+
+    def stalled(self, limit: float) -> str | None:
+        now = time.monotonic()
+        late = [n for n, at in self.beats.items() if now - at > limit]
+        return f"stalled: {', '.join(late)}" if late else None
+
+
 def serve(config: ServiceConfig, stop: threading.Event) -> None:
+    ledger = Ledger.connect(config.database_url)
+    if config.settings_file:
+        apply(ledger, load_settings(Path(config.settings_file)), datetime.now(UTC))
+        log.info("settings applied from %s", config.settings_file)
+    settings = StoredSettings(ledger, timedelta(seconds=config.settings_ttl_s))
+    serde = EventSerde(registry_client(config.schema_registry_url))
+    publisher = Publisher(config.bootstrap_servers, serde)
+    sink = DeadLetterSink(publisher, config.dead_letter_prefix)
+    ingest = ingesting.Ingest(ledger, serde, config.topic_models(), settings, sink)
+    flusher = flushing.Flusher(
+        ledger,
+        settings,
+        open_adapter,
+        sink,
+        serde,
+        policy=config.retry,
+        breakers=BreakerRegistry(config.breaker),
+        lease_ttl=timedelta(seconds=config.lease_ttl_s),
+    )
+    heartbeat = _Heartbeat("ingest", "flusher")
+    server = None
+    if config.metrics_port is not None:
+        server = health.serve_http(
+            config.http_host,
+            config.metrics_port,
+            live=lambda: None,
+            ready=lambda: heartbeat.stalled(max(60.0, 10 * config.flush_interval_s)),
+        )
+        log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
+
+    flush_thread = threading.Thread(
+        target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
+    )
+    flush_thread.start()
     consumer = Consumer(config.consumer_config())
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": config.schema_registry_url}))
     consumer.subscribe(config.topics)
-    log.info("consuming %s from %s", ",".join(config.topics), config.bootstrap_servers)
+    log.info("consuming %s from %s as %s", ",".join(config.topics), config.bootstrap_servers, flusher.owner)
     try:
-        while not stop.is_set():
-            messages = consumer.consume(500, timeout=0.5)
-            for message in messages:
-                if message.error():
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("consume error: %s", message.error())
-                    continue
-                context = SerializationContext(message.topic(), MessageField.VALUE)
-                try:
-                    event = deserialize(message.value(), context)
-                except Exception as exc:  # noqa: BLE001 - one bad record never stops the loop
-                    log.warning(
-                        "undecodable record %s[%d]@%d: %s",
-                        message.topic(), message.partition(), message.offset(), type(exc).__name__,
-                    )  # fmt: skip
-                    continue
-                log.info("event %s on %s", event.get("event_id"), message.topic())
-            if messages:
-                consumer.commit(asynchronous=False)
+        ingesting.run(
+            consumer,
+            ingest,
+            stop,
+            batch_size=config.ingest_batch_size,
+            on_pass=lambda: heartbeat.beat("ingest"),
+        )
     finally:
+        stop.set()
         consumer.close()
+        flush_thread.join()
+        flusher.close()
+        publisher.close()
+        if server is not None:
+            server.shutdown()
+        ledger.close()
+
+
+def _flush_loop(
+    flusher: flushing.Flusher,
+    ledger: Ledger,
+    stop: threading.Event,
+    config: ServiceConfig,
+    heartbeat: _Heartbeat,
+) -> None:
+    flushing.run(
+        flusher,
+        stop,
+        interval=config.flush_interval_s,
+        on_pass=lambda: (heartbeat.beat("flusher"), flushing.refresh_gauges(ledger)),
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -346,3 +346,21 @@ def stored(ledger: Ledger) -> Settings:
         }
     )
 
+
+
+class StoredSettings:
+    """The settings all instances share, re-read from the database at most every `ttl`, so
+    `writeback settings apply` reaches running instances without a restart."""
+
+    def __init__(self, ledger: Ledger, ttl: timedelta = timedelta(seconds=5)) -> None:
+        self.ledger = ledger
+        self.ttl = ttl
+        self._settings: Settings | None = None
+        self._read_at: datetime | None = None
+
+    def __call__(self) -> Settings:
+        now = datetime.now(UTC)
+        if self._settings is None or self._read_at is None or now - self._read_at >= self.ttl:
+            self._settings = stored(self.ledger)
+            self._read_at = now
+        return self._settings

@@ -6,10 +6,11 @@ These types are the boundary between the ledger (which owns persistence) and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class WritebackClass(StrEnum):
@@ -52,6 +53,8 @@ class Writeback:
     event_type: str  # "subscriber" | "activity" | "community"
     event: dict[str, Any]
     attempts: int = 0
+    first_failed_at: datetime | None = None
+    source: tuple[str, int, int] | None = None  # (topic, partition, offset) it was consumed from
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +79,13 @@ class Outcome:
         cls, writeback_id: str, code: str, message: str, retry_after: float | None = None
     ) -> Outcome:
         return cls(writeback_id, Disposition.RETRY, code, message, retry_after)
+
+
+class Adapter(Protocol):
+    """What the flusher needs from a CRM adapter: one Outcome per writeback, in input order."""
+
+    max_batch: int
+
+    def write(self, batch: Sequence[Writeback]) -> list[Outcome]: ...
+
+    def close(self) -> None: ...

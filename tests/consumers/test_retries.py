@@ -235,7 +235,7 @@ def test_order_blocked_waits_base_delay_and_never_gives_up() -> None:
     outcome = Outcome.retry("wb", "ORDER_BLOCKED", message)
     result = decide(outcome, 500, NOW - timedelta(days=30), NOW, POLICY, random.Random(1))
     assert result == RowResult(
-        "wb", Status.PENDING, "ORDER_BLOCKED", message, NOW + POLICY.base_delay
+        "wb", Status.PENDING, "ORDER_BLOCKED", message, NOW + POLICY.base_delay, counts_attempt=False
     )
     assert not consumes_attempt(outcome)
     assert batch_health([outcome, outcome])

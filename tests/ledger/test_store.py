@@ -5,9 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from writeback.ledger import Ledger, NewWriteback, RowResult, SubscriberChange
+from writeback.ledger import NewWriteback, RowResult, SubscriberChange
 from writeback.writebacks import Status, WritebackClass
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -29,13 +27,6 @@ def row(n: int, *, recipient: str = "r1", closes: datetime | None = T0, minutes:
         payload={"n": n},
         mailing_id=mailing,
     )
-
-
-@pytest.fixture
-def ledger(database_url):
-    ledger = Ledger.connect(database_url)
-    yield ledger
-    ledger.close()
 
 
 def test_inserting_the_same_event_twice_adds_one_row(ledger):

@@ -209,7 +209,9 @@ def decide(
     kind = error_kind(outcome)
     if kind is ErrorKind.ORDER:
         after = now + policy.base_delay
-        return RowResult(outcome.writeback_id, Status.PENDING, code, outcome.error_message, after)
+        return RowResult(
+            outcome.writeback_id, Status.PENDING, code, outcome.error_message, after, counts_attempt=False
+        )
     attempt = attempts_before + 1
     age = now - first_failed_at if first_failed_at is not None else timedelta(0)
     out_of_attempts = attempt >= policy.max_attempts and kind is not ErrorKind.CREDENTIALS
@@ -227,4 +229,11 @@ def decide(
     if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
         honoured = min(retry_after, policy.max_retry_after.total_seconds())
         delay = max(delay, timedelta(seconds=honoured))
-    return RowResult(outcome.writeback_id, Status.PENDING, code, outcome.error_message, now + delay)
+    return RowResult(
+        outcome.writeback_id,
+        Status.PENDING,
+        code,
+        outcome.error_message,
+        now + delay,
+        counts_attempt=consumes_attempt(outcome),
+    )

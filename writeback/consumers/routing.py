@@ -16,7 +16,12 @@ from writeback.events import (
     SubscriberAction,
     SubscriberEvent,
 )
-from writeback.settings import Connection, ConnectionKind, MailingActivity
+from writeback.settings import (
+    MAILING_ACTIVITY_BY_KIND,
+    Connection,
+    ConnectionKind,
+    MailingActivity,
+)
 from writeback.writebacks import WritebackClass
 
 Event = SubscriberEvent | ActivityEvent | CommunityListEvent
@@ -100,7 +105,9 @@ def _route_activity(event: ActivityEvent, connection: Connection) -> Route:
     if connection.kind is ConnectionKind.PERSONIFY:
         return _drop("not_for_kind")
     activity = mailing_activity(event)
-    if activity is None:
+    # A type the kind does not offer at all (002: Salesforce has Sent and Opened only) is not
+    # "disabled": no setting could turn it on.
+    if activity is None or activity not in MAILING_ACTIVITY_BY_KIND.get(connection.kind, ()):
         return _drop("not_for_kind")
     if activity not in connection.mailing_activity():
         return _drop("activity_type_disabled")

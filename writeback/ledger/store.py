@@ -45,6 +45,10 @@ class NewWriteback:
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
+    # a row refused at ingest (the resubscribe origin rule) is born failed, with its reason
+    status: Status = Status.PENDING
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class RowResult:
     error_code: str | None = None
     error_message: str | None = None
     next_attempt_at: datetime | None = None
+    counts_attempt: bool = True  # False for waits that are not the row's failure (order, credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +128,9 @@ class Ledger:
                 "occurred_at": r.occurred_at,
                 "window_closes_at": r.window_closes_at,
                 "next_attempt_at": None,
-                "status": Status.PENDING.value,
+                "status": r.status.value,
+                "error_code": r.error_code,
+                "error_message": r.error_message,
                 "attempts": 0,
                 "source_topic": r.source_topic,
                 "source_partition": r.source_partition,
@@ -181,6 +188,23 @@ class Ledger:
             ).mappings().first()
         return dict(row) if row else None
 
+    def subscribers(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Subscriber state for many (account, recipient) pairs in one round trip per 500."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = conn.execute(
+                    sa.select(subscriber_state).where(
+                        sa.tuple_(subscriber_state.c.account_id, subscriber_state.c.recipient_key).in_(chunk)
+                    )
+                ).mappings()
+                found.update({(r["account_id"], r["recipient_key"]): dict(r) for r in rows})
+        return found
+
     # flushing ---------------------------------------------------------------------------
 
     def acquire_lease(self, connection_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
@@ -226,11 +250,19 @@ class Ledger:
             )
 
     def connections_with_due_rows(self, now: datetime) -> list[str]:
+        """Connections with rows to flush: due ones, or in-flight ones whose claimer no longer
+        holds the lease (it died, or gave up mid-batch); the next holder requeues those."""
+        held = sa.exists().where(
+            flush_leases.c.connection_id == writebacks.c.connection_id,
+            flush_leases.c.owner == writebacks.c.claimed_by,
+            flush_leases.c.expires_at >= now,
+        )
+        orphaned = sa.and_(writebacks.c.status == Status.IN_FLIGHT.value, ~held)
         with self.engine.connect() as conn:
             return list(
                 conn.execute(
                     sa.select(writebacks.c.connection_id)
-                    .where(_due(now))
+                    .where(sa.or_(_due(now), orphaned))
                     .group_by(writebacks.c.connection_id)
                 ).scalars()
             )
@@ -282,7 +314,7 @@ class Ledger:
             for result in results:
                 values: dict[str, Any] = {
                     "status": result.status.value,
-                    "attempts": writebacks.c.attempts + 1,
+                    "attempts": writebacks.c.attempts + int(result.counts_attempt),
                     "error_code": result.error_code,
                     "error_message": (result.error_message or "")[:1000] or None,
                     "claimed_by": None,
@@ -397,6 +429,11 @@ class Ledger:
             )
         return dict(row) if row else None
 
+    def oldest_due(self, now: datetime) -> datetime | None:
+        """When the longest-waiting due row's window closed (None: nothing is due)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.min(writebacks.c.window_closes_at)).where(_due(now))).scalar()
+
     def counts(self) -> dict[tuple[str, str], int]:
         """(connection, status) → rows: the gauge SREs watch for a growing backlog."""
         with self.engine.connect() as conn:
@@ -427,4 +464,10 @@ def _to_writeback(row: Any) -> Writeback:
         event_type=row["event_type"],
         event=row["payload"],
         attempts=row["attempts"],
+        first_failed_at=row["first_failed_at"],
+        source=(
+            (row["source_topic"], row["source_partition"], row["source_offset"])
+            if row["source_topic"] is not None
+            else None
+        ),
     )

@@ -13,10 +13,12 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from writeback.errors import BrokerUnavailable, PublishError
-from writeback.events import Event
+from writeback.events import DeadLetter, Event
 from writeback.serde import EventSerde
 
-DeliveryCallback = Callable[[Event, KafkaError | None], None]
+Record = Event | DeadLetter
+DeliveryCallback = Callable[[Record, KafkaError | None], None]
+Headers = list[tuple[str, bytes]]
 
 
 class Publisher:
@@ -30,7 +32,7 @@ class Publisher:
     ) -> None:
         self.serde = serde
         self.delivered = 0
-        self.failures: list[tuple[Event, KafkaError]] = []
+        self.failures: list[tuple[Record, KafkaError]] = []
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -50,7 +52,14 @@ class Publisher:
                 f"{exc.args[0].str() if exc.args else exc}"
             ) from None
 
-    def publish(self, event: Event, *, topic: str | None = None, on_delivery: DeliveryCallback | None = None) -> None:
+    def publish(
+        self,
+        event: Record,
+        *,
+        topic: str | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        headers: Headers | None = None,
+    ) -> None:
         value = self.serde.serialize(event, topic)
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
@@ -64,7 +73,11 @@ class Publisher:
         while True:
             try:
                 self._producer.produce(
-                    topic or event.topic, value, key=event.key().encode(), on_delivery=delivered
+                    topic or event.topic,
+                    value,
+                    key=event.key().encode(),
+                    headers=headers,
+                    on_delivery=delivered,
                 )
                 break
             except BufferError:
@@ -72,13 +85,18 @@ class Publisher:
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Wait for every delivery report; raise if any event was not acknowledged."""
+        """Wait for every delivery report; raise if any event was not acknowledged.
+
+        Failures are reported once: a long-lived publisher (the dead-letter sink) starts each
+        flush with a clean slate.
+        """
         remaining = self._producer.flush(timeout)
         if remaining:
             raise PublishError(f"{remaining} events not acknowledged within {timeout:.0f}s")
-        if self.failures:
-            reasons = sorted({error.str() for _, error in self.failures})
-            raise PublishError(f"{len(self.failures)} events failed: {'; '.join(reasons)}")
+        failures, self.failures = self.failures, []
+        if failures:
+            reasons = sorted({error.str() for _, error in failures})
+            raise PublishError(f"{len(failures)} events failed: {'; '.join(reasons)}")
 
     def close(self) -> None:
         self._producer.flush(30)

@@ -1,0 +1,150 @@
+"""Building blocks for consumer tests: events for one account, topics per test, a serde."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from writeback.events import (
+    ActivityEvent,
+    Event,
+    SubscriberAction,
+    SubscriberEvent,
+    parse_event,
+)
+from writeback.producers import Publisher
+from writeback.serde import EventSerde, registry_client
+
+T0 = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
+
+
+def subscriber(
+    action: str = "UNSUBSCRIBE",
+    *,
+    account: str = "acme",
+    email: str = "pat@example.org",
+    source: str = "MAILING_LINK",
+    at: datetime = T0,
+    **extra: Any,
+) -> SubscriberEvent:
+    event = parse_event(
+        {
+            "type": "subscriber",
+            "event_id": str(uuid.uuid4()),
+            "account_id": account,
+            "occurred_at": at.isoformat(),
+            "source": source,
+            "recipient": {"email": email},
+            "action": action,
+            **extra,
+        }
+    )
+    assert isinstance(event, SubscriberEvent)
+    return event
+
+
+def activity(
+    subcode: str = "Delivered",
+    *,
+    account: str = "acme",
+    email: str = "pat@example.org",
+    at: datetime = T0,
+    mailing: str = "m1",
+) -> ActivityEvent:
+    event = parse_event(
+        {
+            "type": "activity",
+            "event_id": str(uuid.uuid4()),
+            "account_id": account,
+            "occurred_at": at.isoformat(),
+            "source": "CAMPAIGN",
+            "recipient": {"email": email},
+            "subcode": subcode,
+            "mailing": {"mailing_id": mailing, "name": "Spring", "send_date": (at - timedelta(hours=1)).isoformat()},
+        }
+    )
+    assert isinstance(event, ActivityEvent)
+    return event
+
+
+def unsubscribes(n: int, account: str = "acme") -> list[SubscriberEvent]:
+    return [
+        subscriber(SubscriberAction.UNSUBSCRIBE.value, account=account, email=f"r{i}@example.org", at=T0 + timedelta(seconds=i))
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Topics:
+    """This test's own event topics and dead-letter prefix."""
+
+    subscriber: str
+    activity: str
+    dlq_prefix: str
+
+    def models(self) -> dict[str, type[Event]]:
+        return {self.subscriber: SubscriberEvent, self.activity: ActivityEvent}
+
+    def of(self, event: Event) -> str:
+        return self.subscriber if isinstance(event, SubscriberEvent) else self.activity
+
+
+@pytest.fixture
+def topics(topic_factory, request: pytest.FixtureRequest) -> Topics:
+    base = request.node.name[:40]
+    return Topics(
+        topic_factory(f"{base}-sub"),
+        topic_factory(f"{base}-act"),
+        f"{base}.{uuid.uuid4().hex[:6]}.dlq.".replace("[", "-").replace("]", ""),
+    )
+
+
+@pytest.fixture
+def serde(schema_registry) -> EventSerde:
+    return EventSerde(registry_client(schema_registry.url))
+
+
+@pytest.fixture
+def publisher(kafka, serde) -> Iterator[Publisher]:
+    with Publisher(kafka.bootstrap, serde) as publisher:
+        yield publisher
+
+
+@pytest.fixture
+def publish(publisher: Publisher, topics: Topics) -> Callable[[Sequence[Event]], None]:
+    def send(events: Sequence[Event]) -> None:
+        for event in events:
+            publisher.publish(event, topic=topics.of(event))
+        publisher.flush()
+
+    return send
+
+
+def group_consumer(bootstrap: str, group: str, topics: Topics, **extra: Any) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.queue.backoff.ms": 1,
+            **extra,
+        }
+    )
+    consumer.subscribe([topics.subscriber, topics.activity])
+    return consumer
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while not condition():
+        if datetime.now(UTC) > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        threading.Event().wait(0.1)

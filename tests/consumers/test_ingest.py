@@ -1,0 +1,263 @@
+"""Ingest over the real broker and registry, on SQLite and PostgreSQL: every event becomes
+exactly one row per enabled connection, whatever is redelivered or thrown in between."""
+
+from __future__ import annotations
+
+import io
+import threading
+import uuid
+from datetime import timedelta
+
+import fastavro
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from tests.consumers.conftest import (
+    T0,
+    activity,
+    group_consumer,
+    subscriber,
+    unsubscribes,
+    wait_for,
+)
+from writeback import metrics
+from writeback.consumers import ingest as ingesting
+from writeback.consumers.dead_letters import (
+    HEADER_PREFIX,
+    INVALID_EVENT,
+    UNDECODABLE,
+    DeadLetterSink,
+)
+from writeback.consumers.ingest import ORIGIN_MISMATCH, Consumed, Ingest, writeback_id
+from writeback.events import DeadLetter, ErrorClass, resolved_schema
+from writeback.ledger import Ledger
+from writeback.schedules import IntervalSchedule, next_fire
+from writeback.settings import Settings, parse_settings
+from writeback.writebacks import Status, WritebackClass
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+SETTINGS = parse_settings(
+    {
+        "accounts": [
+            {
+                "id": "acme",
+                "time_zone": "America/New_York",
+                "connections": [
+                    {"id": "acme-sf", "kind": "salesforce"},
+                    {"id": "acme-nf", "kind": "netforum"},
+                    {"id": "acme-off", "kind": "netforum", "enabled": False},
+                ],
+            }
+        ]
+    }
+)
+
+
+@pytest.fixture
+def sink(publisher, topics) -> DeadLetterSink:
+    return DeadLetterSink(publisher, topics.dlq_prefix)
+
+
+@pytest.fixture
+def ingest(ledger, serde, topics, sink) -> Ingest:
+    return Ingest(ledger, serde, topics.models(), lambda: SETTINGS, sink)
+
+
+def run_until(consumer: Consumer, ingest: Ingest, done, timeout: float = 60.0) -> None:
+    """Run the real ingest loop in a thread until `done()` holds."""
+    stop = threading.Event()
+    thread = threading.Thread(target=ingesting.run, args=(consumer, ingest, stop), kwargs={"poll_timeout": 0.2})
+    thread.start()
+    try:
+        wait_for(done, timeout, "ingest")
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def committed(kafka, group: str, topic: str) -> int:
+    """The group's committed offsets on `topic`, summed, read by a client of its own: a consumer
+    must not be called from a second thread while the ingest loop polls it."""
+    watcher = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
+    try:
+        partitions = watcher.list_topics(topic, timeout=10).topics[topic].partitions
+        offsets = watcher.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return sum(max(tp.offset, 0) for tp in offsets)
+    except KafkaException:  # e.g. NOT_COORDINATOR while a new group's coordinator is elected
+        return -1
+    finally:
+        watcher.close()
+
+
+def rows(ledger: Ledger, **filters) -> list[dict]:
+    return ledger.list(limit=100_000, **filters)
+
+
+def test_every_event_is_one_row_per_enabled_connection_even_when_published_twice(
+    kafka, ledger, ingest, publish, topics
+):
+    events = unsubscribes(40) + [activity(email=f"r{i}@example.org") for i in range(10)]
+    stranger = unsubscribes(5, account="nobody")
+    publish(events + stranger)
+    publish(events)  # a producer retry without idempotence, or a replayed topic
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+    total = 2 * len(events) + len(stranger)
+
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) + committed(kafka, group, topics.activity) == total)
+
+    stored = rows(ledger)
+    # unsubscribes go to both enabled connections; Delivered (= Sent) to Salesforce (default
+    # Sent on) and netFORUM; the disabled connection and the unknown account get nothing
+    expected = {writeback_id(e.event_id, c) for e in events for c in ("acme-sf", "acme-nf")}
+    assert sorted(r["id"] for r in stored) == sorted(expected)
+    assert {r["status"] for r in stored} == {Status.PENDING.value}
+    by_id = {r["id"]: r for r in stored}
+    first = events[0]
+    row = by_id[writeback_id(first.event_id, "acme-sf")]
+    assert row["wb_class"] == WritebackClass.SUBSCRIBER.value
+    assert row["event_id"] == first.event_id
+    assert row["recipient_key"] == "r0@example.org"
+    assert row["payload"]["action"] == "UNSUBSCRIBE"
+    assert row["source_topic"] == topics.subscriber
+    consumer.close()
+
+
+def test_windows_close_at_the_schedules_next_fire_and_manual_ones_wait(kafka, ledger, serde, topics, sink, publish):
+    clock_now = T0 + timedelta(minutes=3)
+    ingest = Ingest(ledger, serde, topics.models(), lambda: SETTINGS, sink, clock=lambda: clock_now)
+    status_change, sent = subscriber(), activity()
+    publish([status_change, sent])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+    run_until(consumer, ingest, lambda: len(rows(ledger)) == 4)
+
+    closes = {r["id"]: r["window_closes_at"] for r in rows(ledger)}
+    ten_minutes = next_fire(IntervalSchedule(minutes=10), clock_now)
+    assert ten_minutes == T0 + timedelta(minutes=10)
+    # subscriber status: every ten minutes (seeds 000, 002) on both connections
+    assert closes[writeback_id(status_change.event_id, "acme-sf")] == ten_minutes
+    assert closes[writeback_id(status_change.event_id, "acme-nf")] == ten_minutes
+    # Salesforce mailing activity defaults to Manual (002): no close until send-activity
+    assert closes[writeback_id(sent.event_id, "acme-sf")] is None
+    # netFORUM activity: daily at 04:00 in the account's zone (08:00 UTC: New York is on EDT from 8 March 2026)
+    assert closes[writeback_id(sent.event_id, "acme-nf")] == T0.replace(hour=8) + timedelta(days=1)
+    consumer.close()
+
+
+def test_a_crash_between_insert_and_commit_redelivers_and_adds_nothing(kafka, ledger, ingest, publish, topics):
+    events = unsubscribes(30)
+    publish(events)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+
+    # the first consumer stores a batch and dies before committing it
+    first = group_consumer(kafka.bootstrap, group, topics)
+    got: list = []
+    wait_for(lambda: got.extend(m for m in first.consume(100, timeout=0.5) if not m.error()) or len(got) >= 10)
+    report = ingest.handle([Consumed.of(m) for m in got])
+    assert report.added == 2 * len(got)
+    first.close()  # no commit: as if the process was killed here
+    assert len(rows(ledger)) == 2 * len(got)
+
+    duplicates_before = metrics.DUPLICATES._value.get()
+    second = group_consumer(kafka.bootstrap, group, topics)
+    run_until(second, ingest, lambda: committed(kafka, group, topics.subscriber) == len(events))
+
+    assert len(rows(ledger)) == 2 * len(events)
+    assert {r["id"] for r in rows(ledger)} == {writeback_id(e.event_id, c) for e in events for c in ("acme-sf", "acme-nf")}
+    # the redelivered batch was seen again and added nothing
+    assert metrics.DUPLICATES._value.get() - duplicates_before >= 2 * len(got)
+    second.close()
+
+
+def test_poison_between_good_records_is_dead_lettered_byte_for_byte_and_the_good_ones_flow(
+    kafka, ledger, ingest, publisher, serde, topics, consume_all
+):
+    good_before, good_after = subscriber(email="a@example.org"), subscriber(email="b@example.org")
+    publisher.publish(good_before, topic=topics.subscriber)
+    publisher.flush()
+    garbage = b"\x00\x00\x00\x00\x01not avro at all"
+    framed = serde.serialize(subscriber(), topics.subscriber)
+    # valid Avro under the real schema id, but the email breaks the contract
+    body = io.BytesIO()
+    bad = {**subscriber().to_avro(), "recipient": {"email": "no-at-sign", "integration_id": None, "record_type": None}}
+    fastavro.schemaless_writer(body, fastavro.parse_schema(resolved_schema("SubscriberEvent")), bad)
+    invalid = framed[:5] + body.getvalue()
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer.produce(topics.subscriber, garbage, key=b"acme:a@example.org")
+    producer.produce(topics.subscriber, invalid, key=b"acme:a@example.org")
+    producer.flush(10)
+    publisher.publish(good_after, topic=topics.subscriber)
+    publisher.flush()
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 4)
+
+    assert {r["event_id"] for r in rows(ledger)} == {good_before.event_id, good_after.event_id}
+    letters = consume_all(topics.dlq_prefix + "ingest", expected=2)
+    assert len(letters) == 2
+    decoded = {serde.deserialize_dead_letter(m.topic(), m.value()).error_code: m for m in letters}
+    assert set(decoded) == {UNDECODABLE, INVALID_EVENT}
+    for code, raw in ((UNDECODABLE, garbage), (INVALID_EVENT, invalid)):
+        message = decoded[code]
+        letter: DeadLetter = serde.deserialize_dead_letter(message.topic(), message.value())
+        assert letter.error_class is ErrorClass.POISON
+        assert letter.original[0].value == raw  # byte for byte
+        assert letter.original[0].topic == topics.subscriber
+        headers = dict(message.headers())
+        assert headers[HEADER_PREFIX + "topic"] == topics.subscriber.encode()
+        assert int(headers[HEADER_PREFIX + "offset"]) == letter.original[0].offset
+        assert headers[HEADER_PREFIX + "code"] == code.encode()
+    invalid_letter = serde.deserialize_dead_letter(decoded[INVALID_EVENT].topic(), decoded[INVALID_EVENT].value())
+    assert "recipient.email" in invalid_letter.error_message
+    assert "no-at-sign" not in invalid_letter.error_message  # the reason, never the value
+    consumer.close()
+
+
+def test_a_marketing_resubscribe_after_a_crm_unsubscribe_is_refused_with_origin_mismatch(
+    kafka, ledger, ingest, publish, topics
+):
+    crm_unsub = subscriber("UNSUBSCRIBE", email="crm@example.org", source="CRM_SYNC", at=T0)
+    refused = subscriber("RESUBSCRIBE", email="crm@example.org", source="SUBSCRIPTION_PAGE", at=T0 + timedelta(minutes=1))
+    ours_unsub = subscriber("UNSUBSCRIBE", email="own@example.org", source="MAILING_LINK", at=T0)
+    allowed = subscriber("RESUBSCRIBE", email="own@example.org", source="SUBSCRIPTION_PAGE", at=T0 + timedelta(minutes=1))
+    publish([crm_unsub, refused, ours_unsub, allowed])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 4)
+
+    by_id = {r["id"]: r for r in rows(ledger)}
+    # the CRM's own unsubscribe is not written back to it
+    assert writeback_id(crm_unsub.event_id, "acme-sf") not in by_id
+    for connection in ("acme-sf", "acme-nf"):
+        row = by_id[writeback_id(refused.event_id, connection)]
+        assert row["status"] == Status.FAILED.value
+        assert row["error_code"] == ORIGIN_MISMATCH
+        assert "CRM" in row["error_message"]
+        assert by_id[writeback_id(allowed.event_id, connection)]["status"] == Status.PENDING.value
+    # visible in the writeback list of failures
+    failed = rows(ledger, status=Status.FAILED)
+    assert {r["event_id"] for r in failed} == {refused.event_id}
+    assert ledger.subscriber("acme", "crm@example.org")["unsubscribe_source"] == "CRM_SYNC"
+    consumer.close()
+
+
+def test_settings_are_read_per_batch_so_a_new_connection_gets_later_events(kafka, ledger, serde, topics, sink, publish):
+    current: list[Settings] = [parse_settings({"accounts": [{"id": "acme", "time_zone": "UTC"}]})]
+    ingest = Ingest(ledger, serde, topics.models(), lambda: current[0], sink)
+    before, after = subscriber(email="x@example.org"), subscriber(email="y@example.org")
+    publish([before])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 1)
+    assert rows(ledger) == []  # the account had no connection yet: dropped, counted
+    current[0] = SETTINGS
+    publish([after])
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 2)
+    assert {r["event_id"] for r in rows(ledger)} == {after.event_id}
+    consumer.close()

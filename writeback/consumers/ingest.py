@@ -1,0 +1,375 @@
+"""Ingest: consumed records become pending writebacks, one per (event, enabled connection).
+
+Offsets are committed only after the batch's rows (and the dead letters of its undecodable
+records) are durable. A crash before the commit redelivers the batch; deterministic writeback
+ids make the second insert add nothing, so nothing is lost and nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from writeback import metrics
+from writeback.consumers import dead_letters
+from writeback.consumers.dead_letters import DeadLetterSink
+from writeback.consumers.routing import Event, route
+from writeback.consumers.windows import Windows
+from writeback.errors import (
+    DecodeError,
+    InvalidEvent,
+    PublishError,
+    RegistryUnavailable,
+)
+from writeback.events import (
+    ActivityEvent,
+    CommunityListEvent,
+    OriginalRecord,
+    Source,
+    SubscriberAction,
+    SubscriberEvent,
+)
+from writeback.ledger.store import Ledger, NewWriteback, SubscriberChange
+from writeback.serde import EventSerde
+from writeback.settings import Account, Connection, ConnectionKind, Settings
+from writeback.writebacks import Status, WritebackClass
+
+log = logging.getLogger("writeback.ingest")
+
+ORIGIN_MISMATCH = "ORIGIN_MISMATCH"
+# netFORUM and Salesforce keep their own opt-out; one the CRM set is not ours to undo
+_ORIGIN_RULE_KINDS = frozenset({ConnectionKind.NETFORUM, ConnectionKind.SALESFORCE})
+_WRITEBACK_IDS = uuid.UUID("6f1d2a8e-3c4b-5d6e-9f70-81a2b3c4d5e6")
+_STATUS_AFTER = {
+    SubscriberAction.UNSUBSCRIBE: "unsubscribed",
+    SubscriberAction.BAD_EMAIL: "bad_email",
+    SubscriberAction.RESUBSCRIBE: "subscribed",
+    SubscriberAction.SUBSCRIBE: "subscribed",
+}
+State = dict[tuple[str, str], dict[str, object]]
+
+
+def writeback_id(event_id: str, connection_id: str) -> str:
+    """Deterministic, so a redelivered or replayed event maps to the row it already has."""
+    return str(uuid.uuid5(_WRITEBACK_IDS, f"{event_id}/{connection_id}"))
+
+
+def recipient_key(event: Event) -> str:
+    if isinstance(event, CommunityListEvent):
+        return event.legacy_contact_key
+    return event.recipient.key()
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """A Kafka record as ingest needs it (confluent-kafka's Message cannot be built in tests)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, message: Message) -> Consumed:
+        return cls(message.topic(), message.partition(), message.offset(), message.key(), message.value())
+
+    def original(self) -> OriginalRecord:
+        return OriginalRecord(
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            key=self.key,
+            value=self.value or b"",
+        )
+
+
+@dataclass(slots=True)
+class Fanout:
+    rows: list[NewWriteback] = field(default_factory=list)
+    changes: list[SubscriberChange] = field(default_factory=list)
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    consumed: int
+    rejected: int
+    rows: int
+    added: int
+    dropped: int
+
+
+def fan_out(
+    events: Sequence[tuple[Consumed, Event]],
+    accounts: Mapping[str, Account],
+    states: State,
+    windows: Windows,
+    now: datetime,
+) -> Fanout:
+    """Route each event to its account's connections, in consumption order.
+
+    `states` is the subscriber state before the batch; it is updated as the batch's own
+    unsubscribes and resubscribes go by, so the origin rule sees an unsubscribe consumed
+    earlier in the same batch.
+    """
+    out = Fanout()
+    for record, event in events:
+        account = accounts.get(event.account_id)
+        if account is None:
+            out.dropped[("none", "unknown_account")] += 1
+            continue
+        key = recipient_key(event)
+        refusal = _origin_refusal(event, states.get((event.account_id, key)))
+        payload = event.model_dump(mode="json")
+        mailing = event.mailing.mailing_id if isinstance(event, ActivityEvent) and event.mailing else None
+        for connection in account.connections:
+            decision = route(event, connection)
+            if not decision.taken:
+                out.dropped[(connection.kind.value, decision.reason or "not_taken")] += 1
+                continue
+            assert decision.wb_class is not None
+            refused = refusal is not None and connection.kind in _ORIGIN_RULE_KINDS
+            out.rows.append(
+                NewWriteback(
+                    id=writeback_id(event.event_id, connection.id),
+                    account_id=event.account_id,
+                    connection_id=connection.id,
+                    wb_class=decision.wb_class,
+                    event_type=event.event_type,
+                    event_id=event.event_id,
+                    recipient_key=key,
+                    occurred_at=event.occurred_at,
+                    window_closes_at=None if refused else _closes(windows, connection, decision.wb_class, now),
+                    payload=payload,
+                    mailing_id=mailing,
+                    source_topic=record.topic,
+                    source_partition=record.partition,
+                    source_offset=record.offset,
+                    status=Status.FAILED if refused else Status.PENDING,
+                    error_code=ORIGIN_MISMATCH if refused else None,
+                    error_message=refusal if refused else None,
+                )
+            )
+        change = _state_change(event, key)
+        if change is not None:
+            out.changes.append(change)
+            _remember(states, change)
+    return out
+
+
+def _closes(windows: Windows, connection: Connection, wb_class: WritebackClass, now: datetime) -> datetime | None:
+    return windows.closes_at(connection, wb_class, now)
+
+
+def _origin_refusal(event: Event, state: Mapping[str, object] | None) -> str | None:
+    """Why a marketing-side resubscribe may not undo an unsubscribe the CRM made, if so."""
+    if not isinstance(event, SubscriberEvent) or event.action is not SubscriberAction.RESUBSCRIBE:
+        return None
+    if event.source is Source.CRM_SYNC or state is None:
+        return None
+    if state.get("status") == "subscribed" or state.get("unsubscribe_source") != Source.CRM_SYNC.value:
+        return None
+    return (
+        "the recipient's last unsubscribe came from the CRM (source CRM_SYNC); "
+        "a resubscribe from the marketing side cannot undo it"
+    )
+
+
+def _state_change(event: Event, key: str) -> SubscriberChange | None:
+    if not isinstance(event, SubscriberEvent):
+        return None
+    status = _STATUS_AFTER.get(event.action)
+    if status is None:
+        return None
+    unsubscribed = event.action in (SubscriberAction.UNSUBSCRIBE, SubscriberAction.BAD_EMAIL)
+    return SubscriberChange(
+        account_id=event.account_id,
+        recipient_key=key,
+        status=status,
+        unsubscribe_source=event.source.value if unsubscribed else None,
+        occurred_at=event.occurred_at,
+    )
+
+
+def _remember(states: State, change: SubscriberChange) -> None:
+    """The ledger's rule, in memory: the latest `occurred_at` wins."""
+    key = (change.account_id, change.recipient_key)
+    before = states.get(key)
+    last = before.get("last_event_at") if before else None
+    if isinstance(last, datetime) and last > change.occurred_at:
+        return
+    states[key] = {
+        "status": change.status,
+        "unsubscribe_source": change.unsubscribe_source
+        or (before.get("unsubscribe_source") if before else None),
+        "last_event_at": change.occurred_at,
+    }
+
+
+class Ingest:
+    """Decode, fan out and store one consumed batch; the caller commits after it returns."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        serde: EventSerde,
+        topic_models: Mapping[str, type[Event]],
+        settings: Callable[[], Settings],
+        sink: DeadLetterSink,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ledger = ledger
+        self.serde = serde
+        self.topic_models = topic_models
+        self.settings = settings
+        self.sink = sink
+        self.clock = clock
+        self.windows = Windows()
+
+    def handle(self, records: Sequence[Consumed]) -> BatchReport:
+        started = time.perf_counter()
+        now = self.clock()
+        events: list[tuple[Consumed, Event]] = []
+        letters = []
+        for record in records:
+            metrics.EVENTS_CONSUMED.labels(record.topic).inc()
+            try:
+                events.append((record, self._decode(record)))
+            except DecodeError as exc:
+                code = dead_letters.INVALID_EVENT if isinstance(exc, InvalidEvent) else dead_letters.UNDECODABLE
+                metrics.EVENTS_REJECTED.labels(record.topic, code).inc()
+                log.warning(
+                    "set aside %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
+                )
+                letters.append(dead_letters.undecodable(record.original(), code, str(exc), now))
+        self.sink.send(letters)
+
+        accounts = {a.id: a for a in self.settings().accounts}
+        resubscribes = {
+            (e.account_id, recipient_key(e))
+            for _, e in events
+            if isinstance(e, SubscriberEvent) and e.action is SubscriberAction.RESUBSCRIBE
+        }
+        states: State = dict(self.ledger.subscribers(resubscribes)) if resubscribes else {}
+        fanout = fan_out(events, accounts, states, self.windows, now)
+        added = self.ledger.insert(fanout.rows, fanout.changes, now=now)
+
+        for (kind, reason), count in fanout.dropped.items():
+            metrics.EVENTS_DROPPED.labels(kind, reason).inc(count)
+        kinds = {c.id: c.kind.value for a in accounts.values() for c in a.connections}
+        for (conn_id, wb_class), count in Counter((r.connection_id, r.wb_class.value) for r in fanout.rows).items():
+            metrics.WRITEBACKS_INGESTED.labels(kinds.get(conn_id, "unknown"), wb_class).inc(count)
+        if added < len(fanout.rows):
+            metrics.DUPLICATES.inc(len(fanout.rows) - added)
+        metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return BatchReport(
+            consumed=len(records),
+            rejected=len(letters),
+            rows=len(fanout.rows),
+            added=added,
+            dropped=sum(fanout.dropped.values()),
+        )
+
+    def _decode(self, record: Consumed) -> Event:
+        model = self.topic_models.get(record.topic)
+        if model is None:
+            raise DecodeError(f"topic: {record.topic!r} is not an event topic")
+        return self.serde.deserialize(record.topic, record.value, model)
+
+
+# the batch could not be made durable; it is consumed again after a pause
+_RETRYABLE = (SQLAlchemyError, PublishError, RegistryUnavailable)
+
+
+def run(
+    consumer: Consumer,
+    ingest: Ingest,
+    stop: threading.Event,
+    *,
+    batch_size: int = 2000,
+    poll_timeout: float = 0.5,
+    retry_pause: float = 2.0,
+    on_pass: Callable[[], object] = lambda: None,
+) -> None:
+    """The ingest loop: consume, store, commit; never dies on one record or a passing outage.
+
+    Rebalances happen inside `consume`, between batches, and every batch is committed before
+    the next `consume`: a revoked partition never has an in-progress batch to finish or abandon.
+    """
+    while not stop.is_set():
+        records = _records(consumer.consume(batch_size, timeout=poll_timeout))
+        on_pass()
+        if not records:
+            continue
+        try:
+            ingest.handle(records)
+        except _RETRYABLE as exc:
+            log.warning("batch of %d not stored, retrying: %s", len(records), _short(exc))
+            rewind(consumer, records)
+            stop.wait(retry_pause)
+            continue
+        commit(consumer, records)
+
+
+def _records(messages: Sequence[Message]) -> list[Consumed]:
+    records = []
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error: %s", error.str())
+            continue
+        records.append(Consumed.of(message))
+    return records
+
+
+def _positions(records: Sequence[Consumed], first: bool) -> list[TopicPartition]:
+    chosen: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        if first:
+            chosen.setdefault(key, r.offset)
+        else:
+            chosen[key] = r.offset + 1
+    return [TopicPartition(t, p, o) for (t, p), o in chosen.items()]
+
+
+def rewind(consumer: Consumer, records: Sequence[Consumed]) -> None:
+    for position in _positions(records, first=True):
+        try:
+            consumer.seek(position)
+        except KafkaException as exc:  # revoked meanwhile: its new owner starts from the commit
+            log.info("not rewinding %s[%d]: %s", position.topic, position.partition, _short(exc))
+
+
+def commit(consumer: Consumer, records: Sequence[Consumed]) -> None:
+    try:
+        consumer.commit(offsets=_positions(records, first=False), asynchronous=False)
+    except KafkaException as exc:
+        # rows are durable; a redelivery after a failed commit adds nothing
+        log.warning("commit failed, batch may be redelivered: %s", _short(exc))
+
+
+def _short(exc: BaseException) -> str:
+    """An error for the log without its details: database errors can quote row values."""
+    if isinstance(exc, SQLAlchemyError):
+        cause = getattr(exc, "orig", None)
+        return type(exc).__name__ + (f" ({type(cause).__name__})" if cause is not None else "")
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
