@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from writeback.adapters.salesforce_sim import SalesforceSim
 from writeback.ledger import Ledger
 from writeback.localstack import KafkaBroker, PostgresServer, SchemaRegistry
 
@@ -72,23 +73,41 @@ def topic(topic_factory, request: pytest.FixtureRequest) -> str:
     return topic_factory(request.node.name)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database per test, on each backend the ledger supports."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server."""
     import sqlalchemy as sa
 
-    server_url = request.getfixturevalue("postgres_url")
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    yield sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database per test, on each backend the ledger supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[SalesforceSim]:
+    """One Salesforce simulator per session (a real HTTP server on loopback)."""
+    with SalesforceSim(client_id="test-client-id", client_secret="test-client-secret-do-not-log") as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(sim_server: SalesforceSim) -> SalesforceSim:
+    """The simulator, emptied of records, requests and faults."""
+    sim_server.reset()
+    return sim_server
 
 
 @pytest.fixture

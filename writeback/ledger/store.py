@@ -301,12 +301,16 @@ class Ledger:
             if not rows:
                 return []
             ids = [r["id"] for r in rows]
-            conn.execute(
-                writebacks.update()
-                .where(writebacks.c.id.in_(ids), writebacks.c.status == Status.PENDING.value)
-                .values(status=Status.IN_FLIGHT.value, claimed_by=owner, updated_at=now)
+            # only rows this update moved are ours, should a lease ever be shared by mistake
+            claimed = set(
+                conn.execute(
+                    writebacks.update()
+                    .where(writebacks.c.id.in_(ids), writebacks.c.status == Status.PENDING.value)
+                    .values(status=Status.IN_FLIGHT.value, claimed_by=owner, updated_at=now)
+                    .returning(writebacks.c.id)
+                ).scalars()
             )
-        return [_to_writeback(r) for r in rows]
+        return [_to_writeback(r) for r in rows if r["id"] in claimed]
 
     def record(self, results: Iterable[RowResult], owner: str, now: datetime) -> None:
         """Store outcomes for rows this owner claimed; rows it no longer holds are left alone."""

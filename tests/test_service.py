@@ -1,0 +1,247 @@
+"""`writeback serve` as real processes: the broker, the registry, the ledger database and the
+Salesforce simulator are all real servers, and instances are started, killed and restarted the
+way an orchestrator would."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.consumers.conftest import T0, activity, subscriber, wait_for
+from writeback.adapters.salesforce import NOTE_MARKER
+from writeback.adapters.salesforce_sim import SalesforceSim
+from writeback.events import Event, SubscriberEvent
+from writeback.ledger import Ledger
+from writeback.producers import Publisher
+from writeback.serde import EventSerde, registry_client
+from writeback.writebacks import WritebackClass
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
+
+
+def settings_toml(sim: SalesforceSim, connections: dict[str, list[str]]) -> str:
+    """Salesforce connections on the simulator, both classes on manual windows so tests close
+    them when they choose (`send-activity`), and Sent and Opened written back."""
+    parts = []
+    for account, ids in connections.items():
+        parts.append(f'[[accounts]]\nid = "{account}"\ntime_zone = "America/New_York"\n')
+        for cid in ids:
+            parts.append(
+                f"""[[accounts.connections]]
+id = "{cid}"
+kind = "salesforce"
+writebacks = {{ mailing_activity = ["sent", "opened"] }}
+schedules = {{ subscriber = {{ kind = "manual" }}, activity = {{ kind = "manual" }} }}
+crm = {{ login_url = "{sim.login_url}", client_id = "{sim.client_id}", client_secret = {{ env = "TEST_SF_SECRET" }} }}
+"""
+            )
+    return "\n".join(parts)
+
+
+class Instances:
+    """`writeback serve` processes sharing one configuration."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> subprocess.Popen:
+        log = open(self.logs / f"serve-{len(self.procs)}.log", "w")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "writeback.cli", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def output(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.logs.glob("serve-*.log")))
+
+
+@pytest.fixture
+def service(kafka, schema_registry, sim, tmp_path, topic_factory, request) -> Iterator[tuple[Instances, dict]]:
+    base = request.node.name[:30]
+    topics = {"sub": topic_factory(f"{base}-sub"), "act": topic_factory(f"{base}-act")}
+    env = {
+        **os.environ,
+        "WRITEBACK_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "WRITEBACK_SCHEMA_REGISTRY_URL": schema_registry.url,
+        "WRITEBACK_SUBSCRIBER_TOPIC": topics["sub"],
+        "WRITEBACK_ACTIVITY_TOPIC": topics["act"],
+        "WRITEBACK_COMMUNITY_TOPIC": topic_factory(f"{base}-com"),
+        "WRITEBACK_DEAD_LETTER_PREFIX": f"{base}.{uuid.uuid4().hex[:6]}.dlq.",
+        "WRITEBACK_GROUP_ID": f"serve-{uuid.uuid4().hex[:8]}",
+        "WRITEBACK_METRICS_PORT": "0",
+        "WRITEBACK_HTTP_HOST": "127.0.0.1",
+        "WRITEBACK_FLUSH_INTERVAL_S": "0.2",
+        "WRITEBACK_LEASE_TTL_S": "3",
+        "WRITEBACK_SETTINGS_TTL_S": "1",
+        "TEST_SF_SECRET": sim.client_secret,
+    }
+    instances = Instances(env, tmp_path)
+    yield instances, topics
+    instances.stop_all()
+
+
+def publish(kafka, schema_registry, topics: dict[str, str], events: list[Event]) -> None:
+    serde = EventSerde(registry_client(schema_registry.url))
+    with Publisher(kafka.bootstrap, serde) as publisher:
+        for event in events:
+            publisher.publish(event, topic=topics["sub" if isinstance(event, SubscriberEvent) else "act"])
+        publisher.flush()
+
+
+def recipient_events(sim: SalesforceSim, account: str, count: int) -> tuple[list[str], list[Event]]:
+    """A contact per recipient, each with an unsubscribe (a note and the flag) and a Sent (a Task)."""
+    contacts, events = [], []
+    for i in range(count):
+        email = f"{account}-{i}@example.org"
+        contact = sim.add_contact(f"Person{i}", email)
+        contacts.append(contact)
+        for event in (
+            subscriber("UNSUBSCRIBE", account=account, email=email, at=T0 + timedelta(seconds=i)),
+            activity("Delivered", account=account, email=email, at=T0 + timedelta(seconds=i)),
+        ):
+            recipient = {**event.recipient.model_dump(), "integration_id": contact}
+            events.append(event.model_copy(update={"recipient": type(event.recipient).model_validate(recipient)}))
+    return contacts, events
+
+
+def release_all_windows(ledger: Ledger, connections: list[str]) -> None:
+    now = datetime.now(UTC)
+    for connection in connections:
+        for wb_class in WritebackClass:
+            ledger.close_windows(connection, now, wb_class=wb_class)
+
+
+def by_status(ledger: Ledger) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for (_connection, status), rows in ledger.counts().items():
+        counts[status] += rows
+    return counts
+
+
+def markers(sim: SalesforceSim, contact: str) -> list[str]:
+    return [line for n in sim.notes_for(contact) for line in n["Body"].splitlines() if line.startswith(NOTE_MARKER)]
+
+
+def test_two_instances_on_one_postgres_flush_a_shared_backlog_with_no_row_written_twice(
+    service, kafka, schema_registry, sim, postgres_database, tmp_path
+):
+    instances, topics = service
+    connections = {"acme": ["acme-sf-1", "acme-sf-2"], "globex": ["globex-sf-1", "globex-sf-2"]}
+    settings = tmp_path / "settings.toml"
+    settings.write_text(settings_toml(sim, connections))
+    instances.env |= {"WRITEBACK_DATABASE_URL": postgres_database, "WRITEBACK_SETTINGS_FILE": str(settings)}
+    everyone, events = [], []
+    for account in connections:
+        contacts, evs = recipient_events(sim, account, 30)
+        everyone += contacts
+        events += evs
+    instances.start()
+    instances.start()
+    publish(kafka, schema_registry, topics, events)
+    ledger = Ledger.connect(postgres_database)
+    expected_rows = 2 * len(events)  # every event to both connections of its account
+    wait_for(lambda: sum(ledger.counts().values()) == expected_rows, 90, "both instances to ingest")
+
+    release_all_windows(ledger, [c for ids in connections.values() for c in ids])
+    wait_for(lambda: by_status(ledger).get("completed", 0) == expected_rows, 120, "the flush: " + instances.output()[-3000:])
+
+    rows = ledger.list(limit=10_000)
+    assert Counter(r["attempts"] for r in rows) == {1: expected_rows}, "a row was claimed more than once"
+    # the simulator saw each writeback once: one Task record per Sent writeback in all calls
+    task_records = sum(r.records for r in sim.request_log if r.method in ("POST", "PATCH") and "Task" in r.path)
+    assert task_records == expected_rows // 2
+    for contact in everyone:
+        assert len(markers(sim, contact)) == 2 == len(set(markers(sim, contact)))
+        assert len(sim.tasks_for(contact)) == 2
+        assert sim.record(contact)["HasOptedOutOfEmail"] is True
+    ledger.close()
+
+
+def test_killing_an_instance_at_random_points_loses_nothing_and_writes_nothing_twice(
+    service, kafka, schema_registry, sim, database_url, tmp_path
+):
+    instances, topics = service
+    connections = {"acme": ["acme-sf"]}
+    settings = tmp_path / "settings.toml"
+    settings.write_text(settings_toml(sim, connections))
+    instances.env |= {"WRITEBACK_DATABASE_URL": database_url, "WRITEBACK_SETTINGS_FILE": str(settings), "WRITEBACK_INGEST_BATCH_SIZE": "50"}
+    contacts, events = recipient_events(sim, "acme", 150)
+    ledger = Ledger.connect(database_url)
+    stop = threading.Event()
+
+    def keep_windows_closed() -> None:  # "send activity now", over and over
+        while not stop.wait(0.3):
+            try:
+                release_all_windows(ledger, ["acme-sf"])
+            except Exception:  # noqa: BLE001 - the schema may not exist before the first start
+                pass
+
+    closer = threading.Thread(target=keep_windows_closed)
+    closer.start()
+    publish(kafka, schema_registry, topics, events)
+    rng = random.Random(11)
+    kills = 0
+    try:
+        for _ in range(6):
+            proc = instances.start()
+            time.sleep(rng.uniform(1.5, 4.0))
+            proc.kill()  # SIGKILL: no cleanup, no commit, lease left behind
+            proc.wait(10)
+            kills += 1
+        instances.start()
+        wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 180, "recovery: " + instances.output()[-3000:])
+    finally:
+        stop.set()
+        closer.join()
+
+    assert kills == 6
+    assert sum(ledger.counts().values()) == len(events)
+    for contact in contacts:
+        assert len(markers(sim, contact)) == 1, "a note was lost or written twice"
+        assert len(sim.tasks_for(contact)) == 1
+    ledger.close()
+
+
+def test_serve_exposes_metrics_and_probes(service, sim, tmp_path):
+    instances, _ = service
+    settings = tmp_path / "settings.toml"
+    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
+    instances.env |= {
+        "WRITEBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "WRITEBACK_SETTINGS_FILE": str(settings),
+    }
+    instances.start()
+    wait_for(lambda: "metrics and probes on" in instances.output(), 60, "the HTTP endpoint")
+    url = instances.output().split("metrics and probes on ")[1].split()[0]
+    wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "readiness")
+    assert httpx.get(f"{url}/healthz").text.strip() == "ok"
+    metrics = httpx.get(f"{url}/metrics").text
+    for name in ("writeback_events_consumed_total", "writeback_ledger_rows", "writeback_oldest_due_seconds"):
+        assert name in metrics
+    assert sim.client_secret not in instances.output()
