@@ -210,7 +210,7 @@ def test_killing_an_instance_at_random_points_loses_nothing_and_writes_nothing_t
     try:
         for _ in range(6):
             proc = instances.start()
-            time.sleep(rng.uniform(1.5, 4.0))
+            time.sleep(rng.uniform(2.5, 5.0))
             proc.kill()  # SIGKILL: no cleanup, no commit, lease left behind
             proc.wait(10)
             kills += 1

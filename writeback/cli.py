@@ -51,6 +51,9 @@ def _logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # request lines carry query strings (SOQL can name a recipient): never at INFO
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()
@@ -424,6 +427,98 @@ def retry(
             )
     if not requeued:
         raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="CRM kind(s) whose dead-letter topic to read \\[default: all].")] = None,
+    connection: Annotated[str | None, typer.Option(help="Only this connection's letters.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account's letters.")] = None,
+    error_code: Annotated[str | None, typer.Option("--error-code", help="Only letters with this code.")] = None,
+    since: Annotated[datetime | None, typer.Option(parser=_parse_since, help="Last failure at or after (ISO 8601).")] = None,
+    until: Annotated[datetime | None, typer.Option(parser=_parse_since, help="Last failure before (ISO 8601).")] = None,
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these writeback ids (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Replay at most this many letters.")] = None,
+    rate: Annotated[float | None, typer.Option(min=0.001, help="At most N letters per second.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed and why each failed.")] = False,
+    group: Annotated[str, typer.Option(help="Consumer group that remembers how far replay got.")] = "writeback-replay",
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Ignore the group's position (safe: completed writebacks are skipped).")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for each batch's outcomes.")] = 60.0,
+    database: DatabaseOption = None,
+    bootstrap: BootstrapOption = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Replay dead-lettered writebacks through the flusher; completed ones are skipped."""
+    from datetime import timedelta
+
+    from confluent_kafka import Consumer
+    from rich.progress import Progress
+
+    from writeback.consumers import replay as replaying
+    from writeback.consumers.dead_letters import DeadLetterSink
+    from writeback.errors import WritebackError
+    from writeback.producers import Publisher
+    from writeback.serde import EventSerde, registry_client
+    from writeback.service import build_flusher
+    from writeback.settings import StoredSettings
+
+    config = ServiceConfig()
+    filters = replaying.Filters(connection, account, error_code, since, until, frozenset(ids or ()))
+    console = _console()
+    with _ledger(database) as ledger:
+        try:
+            serde = EventSerde(registry_client(registry or config.schema_registry_url))
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": bootstrap or config.bootstrap_servers,
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                }
+            )
+            publisher = Publisher(bootstrap or config.bootstrap_servers, serde)
+        except WritebackError as exc:
+            raise _fail(str(exc), 1) from None
+        settings = StoredSettings(ledger)
+        flusher = build_flusher(config, ledger, settings, serde, DeadLetterSink(publisher, config.dead_letter_prefix))
+        replayer = replaying.Replayer(consumer, ledger, serde, settings, flusher, wait=timedelta(seconds=wait))
+        topics = replaying.dead_letter_topics(consumer, config.dead_letter_prefix, kind or ())
+        if not topics:
+            raise _fail(f"no dead-letter topics {config.dead_letter_prefix}<kind> on the broker", 1)
+
+        def show(planned: replaying.Planned) -> None:
+            if dry_run:
+                letter = planned.letter
+                console.print(
+                    f"{letter.writeback_id}  {letter.connection_id}  {letter.error_code}: "
+                    f"{letter.error_message[:120]}  (attempts {letter.attempts}, replays {letter.replay_count})"
+                    f"  -> {planned.verdict}",
+                    markup=False,
+                )
+
+        try:
+            with Progress(console=console, transient=True, disable=dry_run) as progress:
+                task = progress.add_task("replaying", total=None)
+                summary = replaying.run(
+                    replayer,
+                    topics,
+                    filters,
+                    limit=limit,
+                    rate=rate,
+                    dry_run=dry_run,
+                    from_beginning=from_beginning,
+                    on_read=lambda n: progress.update(task, advance=n, total=getattr(replayer, "total", None)),
+                    on_planned=show,
+                )
+        finally:
+            flusher.close()
+            publisher.close()
+            consumer.close()
+    verdicts = ", ".join(f"{n} {v}" for v, n in sorted(summary.verdicts.items())) or "nothing to do"
+    outcomes = ", ".join(f"{n} {s}" for s, n in sorted(summary.outcomes.items()))
+    typer.echo(f"{summary.read} dead letters read, {summary.matched} matched: {verdicts}")
+    if outcomes:
+        typer.echo(f"outcomes: {outcomes}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ say what was wrong with the record.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -90,6 +91,24 @@ class EventSerde:
             return model.from_avro(data)
         except ValidationError as exc:
             raise InvalidEvent(validation_summary(exc)) from None
+
+    def model_of(self, value: bytes | None) -> type[Event]:
+        """The event model a framed value was written as, from its writer schema's name: topic
+        names are configurable, so a record's topic alone does not say."""
+        if value is None or len(value) < 5 or value[0] != MAGIC_BYTE:
+            raise DecodeError("value: not Confluent-framed Avro (magic byte 0 and schema id expected)")
+        schema_id = int.from_bytes(value[1:5], "big")
+        try:
+            name = json.loads(self.client.get_schema(schema_id).schema_str).get("name", "")
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise RegistryUnavailable(f"schema registry unreachable reading schema {schema_id}") from exc
+            raise DecodeError(f"value: schema id {schema_id}: {_reason(exc)}") from exc
+        short = name.rsplit(".", 1)[-1]  # Apicurio may answer without the namespace
+        for model in EVENT_TYPES.values():
+            if model.schema_name.rsplit(".", 1)[-1] == short:
+                return model
+        raise DecodeError(f"value: schema {name!r} is not an event schema")
 
     def deserialize_dead_letter(self, topic: str, value: bytes | None) -> DeadLetter:
         data = self.decode_raw(topic, value)

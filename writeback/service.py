@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from writeback.consumers.dead_letters import DeadLetterSink
 from writeback.ledger import Ledger
 from writeback.producers import Publisher
 from writeback.serde import EventSerde, registry_client
-from writeback.settings import StoredSettings, apply, load_settings
+from writeback.settings import Settings, StoredSettings, apply, load_settings
 
 log = logging.getLogger("writeback.service")
 
@@ -50,6 +51,26 @@ class _Heartbeat:
         return f"stalled: {', '.join(late)}" if late else None
 
 
+def build_flusher(
+    config: ServiceConfig,
+    ledger: Ledger,
+    settings: Callable[[], Settings],
+    serde: EventSerde,
+    sink: DeadLetterSink,
+) -> flushing.Flusher:
+    """The flusher `serve` runs; replay builds the same one, so both take one path to a CRM."""
+    return flushing.Flusher(
+        ledger,
+        settings,
+        open_adapter,
+        sink,
+        serde,
+        policy=config.retry,
+        breakers=BreakerRegistry(config.breaker),
+        lease_ttl=timedelta(seconds=config.lease_ttl_s),
+    )
+
+
 def serve(config: ServiceConfig, stop: threading.Event) -> None:
     ledger = Ledger.connect(config.database_url)
     if config.settings_file:
@@ -60,16 +81,7 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
     publisher = Publisher(config.bootstrap_servers, serde)
     sink = DeadLetterSink(publisher, config.dead_letter_prefix)
     ingest = ingesting.Ingest(ledger, serde, config.topic_models(), settings, sink)
-    flusher = flushing.Flusher(
-        ledger,
-        settings,
-        open_adapter,
-        sink,
-        serde,
-        policy=config.retry,
-        breakers=BreakerRegistry(config.breaker),
-        lease_ttl=timedelta(seconds=config.lease_ttl_s),
-    )
+    flusher = build_flusher(config, ledger, settings, serde, sink)
     heartbeat = _Heartbeat("ingest", "flusher")
     server = None
     if config.metrics_port is not None:

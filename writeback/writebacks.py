@@ -55,6 +55,7 @@ class Writeback:
     attempts: int = 0
     first_failed_at: datetime | None = None
     source: tuple[str, int, int] | None = None  # (topic, partition, offset) it was consumed from
+    replay_count: int = 0  # times an engineer replayed its dead letter
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
+from writeback.consumers.ingest import writeback_id
 from writeback.events import (
     ActivityEvent,
     Event,
@@ -19,8 +20,10 @@ from writeback.events import (
     SubscriberEvent,
     parse_event,
 )
+from writeback.ledger.store import NewWriteback
 from writeback.producers import Publisher
 from writeback.serde import EventSerde, registry_client
+from writeback.writebacks import WritebackClass
 
 T0 = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
 
@@ -148,3 +151,25 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "
         if datetime.now(UTC) > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         threading.Event().wait(0.1)
+
+
+def rows_for(events: Sequence[Event], connection: str, closes: datetime | None) -> list[NewWriteback]:
+    return [
+        NewWriteback(
+            id=writeback_id(e.event_id, connection),
+            account_id=e.account_id,
+            connection_id=connection,
+            wb_class=WritebackClass.SUBSCRIBER if isinstance(e, SubscriberEvent) else WritebackClass.ACTIVITY,
+            event_type=e.event_type,
+            event_id=e.event_id,
+            recipient_key=e.recipient.key(),
+            occurred_at=e.occurred_at,
+            window_closes_at=closes,
+            payload=e.model_dump(mode="json"),
+            mailing_id=getattr(getattr(e, "mailing", None), "mailing_id", None),
+            source_topic=e.topic,
+            source_partition=0,
+            source_offset=i,
+        )
+        for i, e in enumerate(events)
+    ]

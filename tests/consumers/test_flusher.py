@@ -15,18 +15,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.consumers.conftest import T0, activity, subscriber
+from tests.consumers.conftest import T0, activity, rows_for, subscriber
 from writeback.consumers.breaker import BreakerPolicy, BreakerRegistry, BreakerState
 from writeback.consumers.dead_letters import HEADER_PREFIX, DeadLetterSink
 from writeback.consumers.flusher import Flusher
 from writeback.consumers.ingest import writeback_id
 from writeback.consumers.retries import RETRIES_EXHAUSTED, RetryPolicy
 from writeback.errors import PublishError
-from writeback.events import ErrorClass, Event, SubscriberEvent
+from writeback.events import ErrorClass
 from writeback.ledger import Ledger
-from writeback.ledger.store import NewWriteback
 from writeback.settings import parse_settings
-from writeback.writebacks import Outcome, Status, Writeback, WritebackClass
+from writeback.writebacks import Outcome, Writeback
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
@@ -80,28 +79,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-def rows_for(events: Sequence[Event], connection: str, closes: datetime | None) -> list[NewWriteback]:
-    return [
-        NewWriteback(
-            id=writeback_id(e.event_id, connection),
-            account_id=e.account_id,
-            connection_id=connection,
-            wb_class=WritebackClass.SUBSCRIBER if isinstance(e, SubscriberEvent) else WritebackClass.ACTIVITY,
-            event_type=e.event_type,
-            event_id=e.event_id,
-            recipient_key=e.recipient.key(),
-            occurred_at=e.occurred_at,
-            window_closes_at=closes,
-            payload=e.model_dump(mode="json"),
-            mailing_id=getattr(getattr(e, "mailing", None), "mailing_id", None),
-            source_topic=e.topic,
-            source_partition=0,
-            source_offset=i,
-        )
-        for i, e in enumerate(events)
-    ]
 
 
 @pytest.fixture

@@ -180,7 +180,7 @@ class Flusher:
             if klass is not None:
                 letters.append(
                     dead_letters.failed_writeback(
-                        wb, result, connection.kind.value, klass, self.serde, now
+                        wb, result, connection.kind.value, klass, self.serde, now, wb.replay_count
                     )
                 )
         self.sink.send(letters)  # raises unless acknowledged: the rows stay in flight

@@ -49,6 +49,7 @@ class NewWriteback:
     status: Status = Status.PENDING
     error_code: str | None = None
     error_message: str | None = None
+    replay_count: int = 0  # a row recreated from a dead letter counts that replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ class Ledger:
                 "error_code": r.error_code,
                 "error_message": r.error_message,
                 "attempts": 0,
+                "replay_count": r.replay_count,
                 "source_topic": r.source_topic,
                 "source_partition": r.source_partition,
                 "source_offset": r.source_offset,
@@ -362,19 +364,42 @@ class Ledger:
                 writebacks.update().where(*conditions).values(window_closes_at=now, updated_at=now)
             ).rowcount
 
-    def requeue(self, ids: Sequence[str], now: datetime) -> int:
-        """`writeback retry`: failed rows go back to pending, due now, with attempts kept."""
+    def requeue(self, ids: Sequence[str], now: datetime, *, replay: bool = False) -> int:
+        """Failed rows go back to pending, due now; other rows are left alone.
+
+        `writeback retry` keeps the attempts (the row has used them). A dead-letter replay gives
+        a fresh retry budget and counts the replay, which its next dead letter will carry.
+        """
+        if not ids:
+            return 0
+        values: dict[str, Any] = {
+            "status": Status.PENDING.value,
+            "window_closes_at": now,
+            "next_attempt_at": None,
+            "updated_at": now,
+        }
+        if replay:
+            values |= {"attempts": 0, "first_failed_at": None, "replay_count": writebacks.c.replay_count + 1}
         with self.engine.begin() as conn:
             return conn.execute(
                 writebacks.update()
                 .where(writebacks.c.id.in_(ids), writebacks.c.status == Status.FAILED.value)
-                .values(
-                    status=Status.PENDING.value,
-                    window_closes_at=now,
-                    next_attempt_at=None,
-                    updated_at=now,
-                )
+                .values(**values)
             ).rowcount
+
+    def statuses(self, ids: Iterable[str]) -> dict[str, Status]:
+        """Current status of each id that exists."""
+        wanted = list(set(ids))
+        found: dict[str, Status] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(writebacks.c.id, writebacks.c.status).where(
+                        writebacks.c.id.in_(wanted[start : start + 500])
+                    )
+                )
+                found.update({i: Status(s) for i, s in rows})
+        return found
 
     # settings -------------------------------------------------------------------------
 
@@ -469,6 +494,7 @@ def _to_writeback(row: Any) -> Writeback:
         event=row["payload"],
         attempts=row["attempts"],
         first_failed_at=row["first_failed_at"],
+        replay_count=row["replay_count"],
         source=(
             (row["source_topic"], row["source_partition"], row["source_offset"])
             if row["source_topic"] is not None

@@ -80,6 +80,7 @@ writebacks = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime),  # backoff after a transient failure
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("replay_count", sa.Integer, nullable=False, server_default="0"),  # times replayed
     sa.Column("error_code", sa.String(64)),
     sa.Column("error_message", sa.String(1000)),
     sa.Column("claimed_by", sa.String(64)),
