@@ -245,3 +245,95 @@ def test_serve_exposes_metrics_and_probes(service, sim, tmp_path):
     for name in ("writeback_events_consumed_total", "writeback_ledger_rows", "writeback_oldest_due_seconds"):
         assert name in metrics
     assert sim.client_secret not in instances.output()
+
+
+def test_kills_at_random_points_during_flush_and_replay_lose_nothing_and_write_nothing_twice(
+    service, kafka, schema_registry, sim, postgres_database, tmp_path, capsys
+):
+    """12 rounds, each with a SIGKILL of `serve` in the middle of its work (a fresh chunk of
+    events, some bound to fail for good) and a SIGKILL of `replay` in the middle of replaying
+    that chunk's dead letters after the cause is fixed. The simulator holds requests a moment and
+    applies them even when the client is gone, so kills also land after a write but before its
+    outcome is recorded. At the end every writeback is in the CRM exactly once."""
+    instances, topics = service
+    settings = tmp_path / "settings.toml"
+    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
+    instances.env |= {"WRITEBACK_DATABASE_URL": postgres_database, "WRITEBACK_SETTINGS_FILE": str(settings)}
+    ledger = Ledger.connect(postgres_database)
+    stop = threading.Event()
+
+    def keep_windows_closed() -> None:
+        while not stop.wait(0.3):
+            release_all_windows(ledger, ["acme-sf"])
+
+    def settled() -> int:
+        counts = by_status(ledger)
+        return counts.get("completed", 0) + counts.get("failed", 0)
+
+    def kill_once_busy(proc: subprocess.Popen, requests_before: int) -> tuple[int, float]:
+        """Wait until the process is talking to the CRM, then kill it a random moment later."""
+        deadline = time.monotonic() + 30
+        while len(sim.request_log) <= requests_before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        delay = rng.uniform(0.0, 1.2)
+        time.sleep(delay)
+        busy = proc.poll() is None
+        proc.kill()
+        proc.wait(10)
+        return int(busy), delay
+
+    closer = threading.Thread(target=keep_windows_closed)
+    closer.start()
+    rng = random.Random(2026)
+    replay_args = [sys.executable, "-m", "writeback.cli", "replay", "--wait", "20"]
+    contacts: list[str] = []
+    events: list[Event] = []
+    tally = {"serve": [0, 0], "replay": [0, 0]}  # [kills, kills that hit a running process]
+    try:
+        for round_ in range(12):
+            chunk_contacts, chunk = recipient_events(sim, f"acme{round_}", 8)
+            chunk = [e.model_copy(update={"account_id": "acme"}) for e in chunk]
+            contacts += chunk_contacts
+            events += chunk
+            for contact in chunk_contacts[::3]:
+                sim.reject_id(contact, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "locked by a validation rule")
+            sim.hang_next(4, seconds=0.6, then_apply=True)
+            publish(kafka, schema_registry, topics, chunk)
+            hit, _ = kill_once_busy(instances.start(), len(sim.request_log))
+            tally["serve"][0] += 1
+            tally["serve"][1] += hit
+
+            settle = instances.start()
+            wait_for(lambda: settled() == len(events), 120, "serve to settle the chunk")
+            settle.send_signal(signal.SIGTERM)
+            settle.wait(30)
+
+            sim.clear_faults()  # the cause is fixed: replay this chunk's dead letters
+            sim.hang_next(2, seconds=0.6, then_apply=True)
+            proc = subprocess.Popen(replay_args, env=instances.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            hit, _ = kill_once_busy(proc, len(sim.request_log))
+            tally["replay"][0] += 1
+            tally["replay"][1] += hit
+
+        sim.clear_faults()
+        done = subprocess.run(replay_args, env=instances.env, capture_output=True, text=True, timeout=240, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        # rows a killed replay left pending are the service's to finish
+        instances.start()
+        wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 180, "every row to complete")
+    finally:
+        stop.set()
+        closer.join()
+
+    assert by_status(ledger) == {"completed": len(events)}
+    for contact in contacts:
+        assert len(markers(sim, contact)) == 1, "a note was lost or written twice"
+        assert len(sim.tasks_for(contact)) == 1, "a Task was lost or written twice"
+    with capsys.disabled():
+        print(
+            f"\nkill trials: serve {tally['serve'][0]} ({tally['serve'][1]} mid-work), "
+            f"replay {tally['replay'][0]} ({tally['replay'][1]} mid-work); "
+            f"{len(events)} writebacks for {len(contacts)} contacts, each in the CRM exactly once"
+        )
+    assert tally["serve"][1] + tally["replay"][1] >= 20
+    ledger.close()
