@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -33,7 +36,8 @@ def test_help_lists_the_service_commands():
         assert command in out.stdout
 
 
-def test_dev_starts_stack_and_service_and_ctrl_c_leaves_nothing_running(tmp_path):
+@pytest.mark.timeout(400)
+def test_dev_shows_the_whole_path_and_ctrl_c_leaves_nothing_running(tmp_path):
     workdir = tmp_path / "devstack"
     proc = subprocess.Popen(
         [sys.executable, "-m", "writeback.cli", "dev", "--workdir", str(workdir)],
@@ -50,6 +54,16 @@ def test_dev_starts_stack_and_service_and_ctrl_c_leaves_nothing_running(tmp_path
         if "consuming" in line or not line:
             break
     assert any("consuming" in line for line in lines), "".join(lines)
+    # sample events flow; a minute's window closes; notes reach the simulator
+    status = re.compile(r"writeback list: .*\b([1-9]\d*) completed.* \| simulator: ([1-9]\d*) notes")
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if status.search(line) or not line:
+            break
+    assert any(status.search(line) for line in lines), "".join(lines[-40:])
+    assert any("published" in line for line in lines)
     assert len(_processes_mentioning(str(workdir))) >= 2, "broker and registry are running"
 
     proc.send_signal(signal.SIGINT)

@@ -25,14 +25,17 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import test_service
 from tests.consumers.conftest import subscriber, wait_for
-from tests.test_service import Instances, by_status, release_all_windows, service  # noqa: F401 - fixture
+from tests.test_service import Instances, by_status, release_all_windows
 from writeback.adapters.salesforce_sim import SalesforceSim
 from writeback.consumers.ingest import writeback_id
 from writeback.events import ActivityEvent, Event, SubscriberEvent, parse_event
 from writeback.ledger import Ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
+
+service = test_service.service  # the fixture: real `writeback serve` processes and their topics
 
 _SCRIPT = Path(sys.executable).parent / "writeback"
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "writeback.cli"]
@@ -81,7 +84,7 @@ def configure(
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 90) -> str:
-    proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"writeback {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

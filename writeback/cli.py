@@ -96,23 +96,35 @@ def dev(
         ".stack"
     ),
 ) -> None:
-    """Start the local stack and the service on embedded defaults; Ctrl-C stops all of it."""
+    """The whole path on this machine: local stack, a Salesforce simulator, sample events every
+    few seconds, windows closing every minute, and the service; Ctrl-C stops all of it."""
+    from writeback import demo
+    from writeback.adapters.salesforce_sim import SalesforceSim
+    from writeback.ledger import Ledger
     from writeback.localstack import LocalStack
     from writeback.service import install_stop_handlers
     from writeback.service import serve as run
+    from writeback.settings import apply
 
     _logging(verbose)
     stop = threading.Event()
     workdir = workdir.resolve()
-    with LocalStack.create(workdir=workdir) as stack:
+    with LocalStack.create(workdir=workdir) as stack, SalesforceSim() as sim:
         install_stop_handlers(stop)
         config = ServiceConfig(
             bootstrap_servers=stack.kafka.bootstrap,
             schema_registry_url=stack.registry.url,
             database_url=f"sqlite:///{workdir / 'writeback.db'}",
+            metrics_port=0,
+            http_host="127.0.0.1",
         )
-        typer.echo(f"Kafka {stack.kafka.bootstrap}, registry {stack.registry.url}")
+        ledger = Ledger.connect(config.database_url)
+        apply(ledger, demo.settings(sim), datetime.now(UTC))
+        ledger.close()
+        typer.echo(f"Kafka {stack.kafka.bootstrap}, registry {stack.registry.url}, Salesforce simulator {sim.login_url}")
         typer.echo(f"ledger {config.database_url}; logs in {workdir}; Ctrl-C stops everything")
+        typer.echo("windows close every minute; try `writeback list --database " + config.database_url + "`")
+        demo.start(config, sim, stop)
         run(config, stop)
     typer.echo("stopped")
 

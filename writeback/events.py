@@ -405,10 +405,18 @@ class _AvroRecord(BaseModel):
 
 def _known_fields(model: type[BaseModel], record: Mapping[str, Any]) -> dict[str, Any]:
     known = {}
-    for name, info in model.model_fields.items():
+    for name, nested in _field_models(model):
         if name in record:
-            known[name] = _known_value(_nested_model(info.annotation), record[name])
+            value = record[name]
+            known[name] = value if nested is None else _known_value(nested, value)
     return known
+
+
+@cache
+def _field_models(model: type[BaseModel]) -> tuple[tuple[str, type[BaseModel] | None], ...]:
+    """Each field of a model with the record model inside its annotation (None for plain
+    values): the same for every record, so worked out once per model, not once per event."""
+    return tuple((name, _nested_model(info.annotation)) for name, info in model.model_fields.items())
 
 
 def _known_value(nested: type[BaseModel] | None, value: Any) -> Any:
