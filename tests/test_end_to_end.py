@@ -617,16 +617,9 @@ def test_a_window_of_200_with_one_deleted_and_one_unknown_recipient_completes_19
         ledger.close()
 
 
-# -- known gap: a second marketing resubscribe slips past the origin rule ------------------------
+# -- the origin rule holds for every later marketing resubscribe --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "writeback/consumers/ingest.py fan_out records a refused resubscribe as status 'subscribed', "
-        "so _origin_refusal lets the next marketing resubscribe through and it clears the CRM's opt-out"
-    ),
-)
 def test_a_second_marketing_resubscribe_after_a_crm_opt_out_is_refused_too(
     service, kafka, sim: SalesforceSim, tmp_path: Path
 ) -> None:

@@ -166,7 +166,8 @@ def fan_out(
                     error_message=refusal if refused else None,
                 )
             )
-        change = _state_change(event, key)
+        # a refused resubscribe leaves the CRM's opt-out standing: the next one is refused too
+        change = None if refusal is not None else _state_change(event, key)
         if change is not None:
             out.changes.append(change)
             _remember(states, change)

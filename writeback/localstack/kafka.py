@@ -51,8 +51,15 @@ def ensure_jars() -> Path:
 
 
 def _cluster_id() -> str:
-    """Kafka's own format for `StorageTool random-uuid`, without paying a JVM start for it."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's own format for `StorageTool random-uuid`, without paying a JVM start for it.
+
+    Like Kafka's `Uuid.randomUuid`, never one starting with "-": the command line would read it
+    as an option (1 start in 64 failed before this).
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 @dataclass
