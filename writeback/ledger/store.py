@@ -146,39 +146,13 @@ class Ledger:
         with self.engine.begin() as conn:
             added = 0
             if values:
-                stmt = (
-                    _insert(self.dialect, writebacks)
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(writebacks.c.id)
-                )
-                added = len(conn.execute(stmt, values).all())
-            for change in changes:
-                self._apply_subscriber_change(conn, change)
+                # one executemany without RETURNING: the driver's row count says how many were new
+                stmt = _insert(self.dialect, writebacks).on_conflict_do_nothing(index_elements=["id"])
+                added = conn.execution_options(preserve_rowcount=True).execute(stmt, values).rowcount
+            merged = _latest_changes(changes)
+            if merged:
+                conn.execute(_upsert_subscriber(self.dialect), merged)
         return added
-
-    def _apply_subscriber_change(self, conn: sa.Connection, change: SubscriberChange) -> None:
-        """Last event wins by `occurred_at`, whatever order the events arrived in."""
-        stmt = _insert(self.dialect, subscriber_state).values(
-            account_id=change.account_id,
-            recipient_key=change.recipient_key,
-            status=change.status,
-            unsubscribe_source=change.unsubscribe_source,
-            last_event_at=change.occurred_at,
-        )
-        excluded = stmt.excluded
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["account_id", "recipient_key"],
-                set_={
-                    "status": excluded.status,
-                    "unsubscribe_source": sa.func.coalesce(
-                        excluded.unsubscribe_source, subscriber_state.c.unsubscribe_source
-                    ),
-                    "last_event_at": excluded.last_event_at,
-                },
-                where=subscriber_state.c.last_event_at <= excluded.last_event_at,
-            )
-        )
 
     def subscriber(self, account_id: str, recipient_key: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -471,6 +445,41 @@ class Ledger:
                 .group_by(writebacks.c.connection_id, writebacks.c.status)
             )
             return {(c, s): n for c, s, n in rows}
+
+
+def _latest_changes(changes: Sequence[SubscriberChange]) -> list[dict[str, Any]]:
+    """One change per recipient, as applying them in `occurred_at` order would leave it: a
+    batch's repeats must collapse, since one statement may not update a row twice."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for change in sorted(changes, key=lambda c: c.occurred_at):
+        key = (change.account_id, change.recipient_key)
+        before = latest.get(key)
+        latest[key] = {
+            "account_id": change.account_id,
+            "recipient_key": change.recipient_key,
+            "status": change.status,
+            "unsubscribe_source": change.unsubscribe_source
+            or (before["unsubscribe_source"] if before else None),
+            "last_event_at": change.occurred_at,
+        }
+    return list(latest.values())
+
+
+def _upsert_subscriber(dialect: str) -> Any:
+    """Last event wins by `occurred_at`, whatever order the events arrived in."""
+    stmt = _insert(dialect, subscriber_state)
+    excluded = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["account_id", "recipient_key"],
+        set_={
+            "status": excluded.status,
+            "unsubscribe_source": sa.func.coalesce(
+                excluded.unsubscribe_source, subscriber_state.c.unsubscribe_source
+            ),
+            "last_event_at": excluded.last_event_at,
+        },
+        where=subscriber_state.c.last_event_at <= excluded.last_event_at,
+    )
 
 
 def _due(now: datetime, table: Any = writebacks) -> sa.ColumnElement[bool]:
