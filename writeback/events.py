@@ -408,7 +408,10 @@ def _known_fields(model: type[BaseModel], record: Mapping[str, Any]) -> dict[str
     for name, nested in _field_models(model):
         if name in record:
             value = record[name]
-            known[name] = value if nested is None else _known_value(nested, value)
+            # a record decoded by fastavro is a dict: no need for the general Mapping check
+            if nested is not None and value is not None:
+                value = _known_fields(nested, value) if type(value) is dict else _known_value(nested, value)
+            known[name] = value
     return known
 
 

@@ -28,7 +28,14 @@ from fastavro import parse_schema, schemaless_reader
 from pydantic import ValidationError
 
 from writeback.errors import DecodeError, InvalidEvent, RegistryUnavailable
-from writeback.events import EVENT_TYPES, DeadLetter, Event, schema_json, subject_for, validation_summary
+from writeback.events import (
+    EVENT_TYPES,
+    DeadLetter,
+    Event,
+    schema_json,
+    subject_for,
+    validation_summary,
+)
 
 MAGIC_BYTE = 0
 
@@ -87,7 +94,7 @@ class EventSerde:
             try:
                 fast: dict[str, Any] = schemaless_reader(io.BytesIO(value[5:]), writer, None)
                 return fast
-            except Exception:  # noqa: S110 - the deserializer below reports it as it always has
+            except Exception:  # noqa: BLE001, S110 - the deserializer below reports it as it always has
                 pass
         try:
             decoded = self._deserializer(value, SerializationContext(topic, MessageField.VALUE))
@@ -108,8 +115,8 @@ class EventSerde:
         try:
             schema = self.client.get_schema(schema_id, subject_for(topic))  # cached by the read above
             parsed = _plain_record(schema)
-        except Exception:
-            parsed = None  # keep using the deserializer for this pair
+        except Exception:  # noqa: BLE001 - any doubt: keep using the deserializer for this pair
+            parsed = None
         self._writers[(topic, schema_id)] = parsed
 
     def deserialize(self, topic: str, value: bytes | None, model: type[Event] | None = None) -> Event:

@@ -123,6 +123,28 @@ def test_subscriber_state_keeps_the_latest_event_whatever_the_arrival_order(ledg
     assert (state["status"], state["unsubscribe_source"]) == ("unsubscribed", "CRM_SYNC")
 
 
+def test_subscriber_state_is_the_same_whether_changes_arrive_in_one_batch_or_several(database_url):
+    from writeback.ledger import Ledger
+
+    resub = SubscriberChange("acct", "r1", "subscribed", None, T0 + timedelta(hours=2))
+    older_crm_unsub = SubscriberChange("acct", "r1", "unsubscribed", "CRM_SYNC", T0 + timedelta(hours=1))
+    ours_unsub = SubscriberChange("acct", "r2", "unsubscribed", "MAILING_LINK", T0)
+    ours_resub = SubscriberChange("acct", "r2", "subscribed", None, T0 + timedelta(hours=1))
+    changes = [resub, older_crm_unsub, ours_unsub, ours_resub]
+    one, several = Ledger.connect(database_url), Ledger.connect(database_url)
+    one.insert([], changes, now=T0)
+    states = {k: one.subscriber("acct", k) for k in ("r1", "r2")}
+    with one.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM subscriber_state")
+    for change in changes:
+        several.insert([], [change], now=T0)
+    assert {k: several.subscriber("acct", k) for k in ("r1", "r2")} == states
+    assert (states["r1"]["status"], states["r1"]["unsubscribe_source"]) == ("subscribed", None)
+    assert (states["r2"]["status"], states["r2"]["unsubscribe_source"]) == ("subscribed", "MAILING_LINK")
+    one.close()
+    several.close()
+
+
 def test_two_flushers_racing_for_one_backlog_never_claim_a_row_twice(ledger):
     rows = [row(n, recipient=f"r{n % 17}", minutes=n, connection=f"c{n % 3}") for n in range(300)]
     ledger.insert(rows, now=T0)

@@ -448,12 +448,15 @@ class Ledger:
 
 
 def _latest_changes(changes: Sequence[SubscriberChange]) -> list[dict[str, Any]]:
-    """One change per recipient, as applying them in `occurred_at` order would leave it: a
+    """One change per recipient, as applying them one by one in arrival order would leave it
+    (an older change than the one already applied is ignored, as the upsert's WHERE does): a
     batch's repeats must collapse, since one statement may not update a row twice."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for change in sorted(changes, key=lambda c: c.occurred_at):
+    for change in changes:
         key = (change.account_id, change.recipient_key)
         before = latest.get(key)
+        if before is not None and before["last_event_at"] > change.occurred_at:
+            continue
         latest[key] = {
             "account_id": change.account_id,
             "recipient_key": change.recipient_key,
