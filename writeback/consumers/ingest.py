@@ -248,8 +248,9 @@ class Ingest:
         now = self.clock()
         events: list[tuple[Consumed, Event]] = []
         letters = []
+        for topic, count in Counter(r.topic for r in records).items():
+            metrics.EVENTS_CONSUMED.labels(topic).inc(count)
         for record in records:
-            metrics.EVENTS_CONSUMED.labels(record.topic).inc()
             try:
                 events.append((record, self._decode(record)))
             except DecodeError as exc:
