@@ -62,7 +62,7 @@ def wb(id: str, *, connection: str = "acme-sf", account: str = "acme", wb_class=
         recipient_key=recipient,
         occurred_at=T0 + timedelta(minutes=minutes),
         window_closes_at=closes,
-        payload={"action": "SENT", "mailing_name": f"Spring newsletter {id}"},
+        payload=json.dumps({"action": "SENT", "mailing_name": f"Spring newsletter {id}"}),
         mailing_id=mailing if wb_class is ACT else None,
     )
 

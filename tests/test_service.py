@@ -247,6 +247,7 @@ def test_serve_exposes_metrics_and_probes(service, sim, tmp_path):
     assert sim.client_secret not in instances.output()
 
 
+@pytest.mark.timeout(900)  # 24 process starts and kills: 3-5 minutes on a busy 2-core machine
 def test_kills_at_random_points_during_flush_and_replay_lose_nothing_and_write_nothing_twice(
     service, kafka, schema_registry, sim, postgres_database, tmp_path, capsys
 ):

@@ -28,7 +28,7 @@ import json
 import re
 import typing
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
@@ -402,6 +402,13 @@ class _AvroRecord(BaseModel):
         """
         return cls.model_validate(_known_fields(cls, record))
 
+    @classmethod
+    def knows_every_field_of(cls, writer: Mapping[str, Any]) -> bool:
+        """Whether records written with `writer` (a parsed Avro record schema) carry only
+        fields this model knows, at every level: such records can skip `from_avro`'s
+        filtering and be validated as they are, which ingest does for every event."""
+        return _knows_fields(cls, writer, {})
+
 
 def _known_fields(model: type[BaseModel], record: Mapping[str, Any]) -> dict[str, Any]:
     known = {}
@@ -420,6 +427,50 @@ def _field_models(model: type[BaseModel]) -> tuple[tuple[str, type[BaseModel] | 
     """Each field of a model with the record model inside its annotation (None for plain
     values): the same for every record, so worked out once per model, not once per event."""
     return tuple((name, _nested_model(info.annotation)) for name, info in model.model_fields.items())
+
+
+def _knows_fields(model: type[BaseModel], record: Mapping[str, Any], named: dict[Any, Any]) -> bool:
+    name = record.get("name", "")
+    if named.get((model, name)):  # checked, or being checked further up (a recursive schema)
+        return True
+    named[name] = record
+    named[(model, name)] = True
+    fields = dict(_field_models(model))
+    for field in record.get("fields", ()):
+        if field["name"] not in fields:
+            return False
+        nested = fields[field["name"]]
+        for inner in _records_in(field["type"], named):
+            if inner is None or nested is None or not _knows_fields(nested, inner, named):
+                return False
+    return True
+
+
+_AVRO_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def _records_in(schema: Any, named: dict[Any, Any]) -> Iterator[Mapping[str, Any] | None]:
+    """The record schemas a field's type can hold (None for a name that cannot be resolved)."""
+    if isinstance(schema, str):
+        if schema in _AVRO_PRIMITIVES:
+            return
+        if schema not in named:
+            yield None
+            return
+        schema = named[schema]
+    if isinstance(schema, list):
+        for member in schema:
+            yield from _records_in(member, named)
+    elif isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind == "record":
+            yield schema
+        elif kind == "array":
+            yield from _records_in(schema.get("items"), named)
+        elif kind == "map":
+            yield from _records_in(schema.get("values"), named)
+        elif kind in ("enum", "fixed"):
+            named[schema["name"]] = schema
 
 
 def _known_value(nested: type[BaseModel] | None, value: Any) -> Any:

@@ -55,6 +55,7 @@ class EventSerde:
         # (topic, schema id) -> fastavro-parsed writer schema, once the deserializer has read a
         # record of that pair and its schema is a plain record (see the module doc)
         self._writers: dict[tuple[str, int], Any] = {}
+        self._whole: dict[tuple[str, int, type[Event]], bool] = {}
 
     def _serializer(self, schema_name: str) -> AvroSerializer:
         serializer = self._serializers.get(schema_name)
@@ -126,9 +127,24 @@ class EventSerde:
             raise DecodeError(f"topic: {topic!r} is not an event topic")
         data = self.decode_raw(topic, value)
         try:
+            if self._knows_writer(topic, value, model):
+                return model.model_validate(data)
             return model.from_avro(data)
         except ValidationError as exc:
             raise InvalidEvent(validation_summary(exc)) from None
+
+    def _knows_writer(self, topic: str, value: bytes | None, model: type[Event]) -> bool:
+        """Whether the record's writer schema has only fields `model` knows (so `from_avro`'s
+        filtering of newer fields can be skipped); decided once per (topic, schema id)."""
+        schema_id = int.from_bytes(value[1:5], "big") if value else -1
+        key = (topic, schema_id, model)
+        known = self._whole.get(key)
+        if known is None:
+            writer = self._writers.get((topic, schema_id))
+            if writer is None:
+                return False  # not read by the shortcut (yet): filter, as always
+            known = self._whole[key] = model.knows_every_field_of(writer)
+        return known
 
     def model_of(self, value: bytes | None) -> type[Event]:
         """The event model a framed value was written as, from its writer schema's name: topic

@@ -165,7 +165,7 @@ def rows_for(events: Sequence[Event], connection: str, closes: datetime | None) 
             recipient_key=e.recipient.key(),
             occurred_at=e.occurred_at,
             window_closes_at=closes,
-            payload=e.model_dump(mode="json"),
+            payload=e.model_dump_json(),
             mailing_id=getattr(getattr(e, "mailing", None), "mailing_id", None),
             source_topic=e.topic,
             source_partition=0,

@@ -11,6 +11,8 @@ from datetime import timedelta
 import fastavro
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.consumers.conftest import (
     T0,
@@ -261,3 +263,10 @@ def test_settings_are_read_per_batch_so_a_new_connection_gets_later_events(kafka
     run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 2)
     assert {r["event_id"] for r in rows(ledger)} == {after.event_id}
     consumer.close()
+
+
+@given(event_id=st.text(), connection_id=st.text())
+def test_writeback_ids_are_the_uuid5_of_event_and_connection(event_id, connection_id):
+    """Ids stored by earlier versions (`uuid.uuid5`) must keep matching redeliveries."""
+    namespace = uuid.UUID("6f1d2a8e-3c4b-5d6e-9f70-81a2b3c4d5e6")
+    assert writeback_id(event_id, connection_id) == str(uuid.uuid5(namespace, f"{event_id}/{connection_id}"))

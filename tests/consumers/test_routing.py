@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from writeback.consumers.routing import Route, mailing_activity, route
+from writeback.consumers.routing import Route, Routes, mailing_activity, route
 from writeback.events import (
     ActivityEvent,
     Source,
@@ -471,3 +471,29 @@ def test_community_connection_drops_subscriber_and_activity_events(event):
 @pytest.mark.parametrize("event", COMMUNITY_SAMPLES, ids=sample_id)
 def test_other_kinds_drop_community_list_events(kind, event):
     assert route(event, connection(kind)) == dropped("not_for_kind")
+
+
+# ---------------------------------------------------------------------------------------------
+# Remembered routes (what ingest uses)
+# ---------------------------------------------------------------------------------------------
+
+VARIED_CONNECTIONS = [
+    *(connection(kind) for kind in ALL_KINDS),
+    *(connection(kind, enabled=False) for kind in ALL_KINDS),
+    with_mailing_activity(SALESFORCE, MailingActivity.SENT, MailingActivity.OPENED),
+    with_mailing_activity(NETFORUM),
+    connection(TRACKING, tracking_enabled=False),
+]
+CRM_SYNC_SAMPLES = [subscriber(action, source=Source.CRM_SYNC) for action in STATUS_ACTIONS]
+
+
+def test_remembered_routes_decide_every_sample_as_route_does_whatever_the_order():
+    """The memo key must capture everything `route` reads: later events hit entries made by
+    earlier, different events. (Connection ids are unique within one settings snapshot, which
+    a Routes serves, so each connection gets its own here.)"""
+    events = [*ALL_SAMPLES, *CRM_SYNC_SAMPLES]
+    for conn in VARIED_CONNECTIONS:
+        for events_in_order in (events, list(reversed(events))):
+            routes = Routes()
+            for event in events_in_order:
+                assert routes.route(event, conn) == route(event, conn), (sample_id(event), conn.kind)

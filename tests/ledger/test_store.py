@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from writeback.ledger import NewWriteback, RowResult, SubscriberChange
+from writeback.ledger.tables import metadata
 from writeback.writebacks import Status, WritebackClass
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -24,7 +30,7 @@ def row(n: int, *, recipient: str = "r1", closes: datetime | None = T0, minutes:
         recipient_key=recipient,
         occurred_at=T0 + timedelta(minutes=minutes),
         window_closes_at=closes,
-        payload={"n": n},
+        payload=json.dumps({"n": n}),
         mailing_id=mailing,
     )
 
@@ -33,6 +39,48 @@ def test_inserting_the_same_event_twice_adds_one_row(ledger):
     assert ledger.insert([row(1), row(2)], now=T0) == 2
     assert ledger.insert([row(1), row(2), row(3)], now=T0) == 1
     assert ledger.counts() == {("c1", "pending"): 3}
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(ledger):
+    with ledger.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_an_inserted_row_reads_back_with_every_value_it_was_given(ledger):
+    """Ingest hands rows to the driver itself, so the stored form is checked here: instants
+    in any offset come back as the same UTC instant, to the microsecond."""
+    plus_two = timezone(timedelta(hours=2))
+    given = NewWriteback(
+        id="wb-1", account_id="acct", connection_id="c1", wb_class=WritebackClass.ACTIVITY,
+        event_type="activity", event_id="ev-1", recipient_key="r1",
+        occurred_at=datetime(2026, 3, 8, 16, 30, 1, 123456, tzinfo=plus_two),
+        window_closes_at=datetime(2026, 3, 9, 0, 0, tzinfo=UTC),
+        payload=json.dumps({"subcode": "Opened", "mailing": {"mailing_id": "m1"}}),
+        mailing_id="m1", source_topic="t", source_partition=3, source_offset=2**40,
+    )  # fmt: skip
+    now = datetime(2026, 3, 8, 14, 31, 0, 5, tzinfo=UTC)
+    assert ledger.insert([given], now=now) == 1
+    stored = ledger.get("wb-1")
+    assert stored is not None
+    assert stored["occurred_at"] == datetime(2026, 3, 8, 14, 30, 1, 123456, tzinfo=UTC)
+    assert stored["window_closes_at"] == given.window_closes_at
+    assert stored["created_at"] == stored["updated_at"] == now
+    assert stored["payload"] == {"subcode": "Opened", "mailing": {"mailing_id": "m1"}}
+    assert (stored["status"], stored["attempts"], stored["replay_count"]) == ("pending", 0, 0)
+    assert (stored["source_topic"], stored["source_partition"], stored["source_offset"]) == ("t", 3, 2**40)
+    assert stored["mailing_id"] == "m1" and stored["wb_class"] == "activity"
+    # comparisons against the stored instants are exact: due at its close, not a microsecond before
+    closes = given.window_closes_at
+    assert ledger.claim_due("c1", "me", closes - timedelta(microseconds=1), 10) == []
+    assert ledger.acquire_lease("c1", "me", closes, LEASE)
+    assert [w.id for w in ledger.claim_due("c1", "me", closes, 10)] == ["wb-1"]
+
+
+def test_a_naive_instant_is_refused_rather_than_guessed(ledger):
+    naive = NewWriteback(**{**{f: getattr(row(1), f) for f in NewWriteback.__slots__}, "occurred_at": datetime(2026, 3, 8)})
+    with pytest.raises(ValueError, match="naive datetime"):
+        ledger.insert([naive], now=T0)
+    assert ledger.counts() == {}
 
 
 def test_only_rows_whose_window_has_closed_are_claimed(ledger):

@@ -7,6 +7,7 @@ ids make the second insert add nothing, so nothing is lost and nothing is double
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from writeback import metrics
 from writeback.consumers import dead_letters
 from writeback.consumers.dead_letters import DeadLetterSink
-from writeback.consumers.routing import Event, route
+from writeback.consumers.routing import Event, Routes
 from writeback.consumers.windows import Windows
 from writeback.errors import (
     DecodeError,
@@ -46,7 +47,7 @@ from writeback.events import (
 )
 from writeback.ledger.store import Ledger, NewWriteback, SubscriberChange
 from writeback.serde import EventSerde
-from writeback.settings import Account, Connection, ConnectionKind, Settings
+from writeback.settings import Account, ConnectionKind, Settings
 from writeback.writebacks import Status, WritebackClass
 
 log = logging.getLogger("writeback.ingest")
@@ -55,6 +56,7 @@ ORIGIN_MISMATCH = "ORIGIN_MISMATCH"
 # netFORUM and Salesforce keep their own opt-out; one the CRM set is not ours to undo
 _ORIGIN_RULE_KINDS = frozenset({ConnectionKind.NETFORUM, ConnectionKind.SALESFORCE})
 _WRITEBACK_IDS = uuid.UUID("6f1d2a8e-3c4b-5d6e-9f70-81a2b3c4d5e6")
+_WRITEBACK_ID_PREFIX = _WRITEBACK_IDS.bytes
 _STATUS_AFTER = {
     SubscriberAction.UNSUBSCRIBE: "unsubscribed",
     SubscriberAction.BAD_EMAIL: "bad_email",
@@ -65,8 +67,16 @@ State = dict[tuple[str, str], dict[str, object]]
 
 
 def writeback_id(event_id: str, connection_id: str) -> str:
-    """Deterministic, so a redelivered or replayed event maps to the row it already has."""
-    return str(uuid.uuid5(_WRITEBACK_IDS, f"{event_id}/{connection_id}"))
+    """Deterministic, so a redelivered or replayed event maps to the row it already has.
+
+    `str(uuid.uuid5(_WRITEBACK_IDS, f"{event_id}/{connection_id}"))`, without building a UUID
+    object: ingest makes one per row, and the object was most of the cost.
+    """
+    digest = bytearray(hashlib.sha1(_WRITEBACK_ID_PREFIX + f"{event_id}/{connection_id}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def recipient_key(event: Event) -> str:
@@ -121,6 +131,7 @@ def fan_out(
     states: State,
     windows: Windows,
     now: datetime,
+    routes: Routes,
 ) -> Fanout:
     """Route each event to its account's connections, in consumption order.
 
@@ -129,6 +140,7 @@ def fan_out(
     earlier in the same batch.
     """
     out = Fanout()
+    closes: dict[tuple[str, WritebackClass], datetime | None] = {}  # one window per batch
     for record, event in events:
         account = accounts.get(event.account_id)
         if account is None:
@@ -136,15 +148,19 @@ def fan_out(
             continue
         key = recipient_key(event)
         refusal = _origin_refusal(event, states.get((event.account_id, key)))
-        payload = event.model_dump(mode="json")
+        payload: str | None = None
         mailing = event.mailing.mailing_id if isinstance(event, ActivityEvent) and event.mailing else None
         for connection in account.connections:
-            decision = route(event, connection)
-            if not decision.taken:
+            decision = routes.route(event, connection)
+            if decision.wb_class is None:
                 out.dropped[(connection.kind.value, decision.reason or "not_taken")] += 1
                 continue
-            assert decision.wb_class is not None
             refused = refusal is not None and connection.kind in _ORIGIN_RULE_KINDS
+            if payload is None:
+                payload = event.model_dump_json()
+            window = (connection.id, decision.wb_class)
+            if not refused and window not in closes:
+                closes[window] = windows.closes_at(connection, decision.wb_class, now)
             out.rows.append(
                 NewWriteback(
                     id=writeback_id(event.event_id, connection.id),
@@ -155,7 +171,7 @@ def fan_out(
                     event_id=event.event_id,
                     recipient_key=key,
                     occurred_at=event.occurred_at,
-                    window_closes_at=None if refused else _closes(windows, connection, decision.wb_class, now),
+                    window_closes_at=None if refused else closes[window],
                     payload=payload,
                     mailing_id=mailing,
                     source_topic=record.topic,
@@ -172,10 +188,6 @@ def fan_out(
             out.changes.append(change)
             _remember(states, change)
     return out
-
-
-def _closes(windows: Windows, connection: Connection, wb_class: WritebackClass, now: datetime) -> datetime | None:
-    return windows.closes_at(connection, wb_class, now)
 
 
 def _origin_refusal(event: Event, state: Mapping[str, object] | None) -> str | None:
@@ -242,6 +254,8 @@ class Ingest:
         self.sink = sink
         self.clock = clock
         self.windows = Windows()
+        self._routes = Routes()
+        self._routed: Settings | None = None  # the snapshot `_routes` remembers decisions for
 
     def handle(self, records: Sequence[Consumed]) -> BatchReport:
         started = time.perf_counter()
@@ -262,14 +276,17 @@ class Ingest:
                 letters.append(dead_letters.undecodable(record.original(), code, str(exc), now))
         self.sink.send(letters)
 
-        accounts = {a.id: a for a in self.settings().accounts}
+        settings = self.settings()
+        if settings is not self._routed:
+            self._routes, self._routed = Routes(), settings
+        accounts = {a.id: a for a in settings.accounts}
         resubscribes = {
             (e.account_id, recipient_key(e))
             for _, e in events
             if isinstance(e, SubscriberEvent) and e.action is SubscriberAction.RESUBSCRIBE
         }
         states: State = dict(self.ledger.subscribers(resubscribes)) if resubscribes else {}
-        fanout = fan_out(events, accounts, states, self.windows, now)
+        fanout = fan_out(events, accounts, states, self.windows, now, self._routes)
         added = self.ledger.insert(fanout.rows, fanout.changes, now=now)
 
         for (kind, reason), count in fanout.dropped.items():

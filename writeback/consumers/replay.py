@@ -235,7 +235,7 @@ class Replayer:
             recipient_key=recipient_key(event),
             occurred_at=event.occurred_at,
             window_closes_at=now,
-            payload=event.model_dump(mode="json"),
+            payload=event.model_dump_json(),
             mailing_id=getattr(getattr(event, "mailing", None), "mailing_id", None),
             source_topic=original.topic,
             source_partition=original.partition,

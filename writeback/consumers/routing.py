@@ -112,3 +112,30 @@ def _route_activity(event: ActivityEvent, connection: Connection) -> Route:
     if activity not in connection.mailing_activity():
         return _drop("activity_type_disabled")
     return Route(WritebackClass.ACTIVITY)
+
+
+def route_key(event: Event) -> tuple[object, ...]:
+    """Everything about an event that `route` reads: events with equal keys route alike."""
+    if isinstance(event, ActivityEvent):
+        return ("activity", event.code, event.subcode)
+    if isinstance(event, SubscriberEvent):
+        return ("subscriber", event.action, event.source == Source.CRM_SYNC)
+    return ("community",)
+
+
+class Routes:
+    """`route`, remembered per (connection, route key) for one settings snapshot.
+
+    Ingest routes every event to every connection of its account, tens of thousands a second,
+    while a handful of keys cover all of them. Make a new one when the settings change.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, tuple[object, ...]], Route] = {}
+
+    def route(self, event: Event, connection: Connection) -> Route:
+        key = (connection.id, route_key(event))
+        found = self._known.get(key)
+        if found is None:
+            found = self._known[key] = route(event, connection)
+        return found

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from writeback.ledger.tables import (
 from writeback.writebacks import Status, Writeback, WritebackClass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: ingest makes tens of thousands a second, and frozen init is slow
 class NewWriteback:
     """A row as ingest creates it; `id` is deterministic so a redelivered event adds nothing."""
 
@@ -40,7 +41,7 @@ class NewWriteback:
     recipient_key: str
     occurred_at: datetime
     window_closes_at: datetime | None
-    payload: dict[str, Any]
+    payload: str  # the event as JSON text, encoded once however many connections take it
     mailing_id: str | None = None
     source_topic: str | None = None
     source_partition: int | None = None
@@ -113,42 +114,46 @@ class Ledger:
     def insert(
         self, rows: Sequence[NewWriteback], changes: Sequence[SubscriberChange] = (), *, now: datetime
     ) -> int:
-        """Insert rows in one transaction; existing ids are skipped. Returns rows added."""
+        """Insert rows in one transaction; existing ids are skipped. Returns rows added.
+
+        This is ingest's hot path, so the rows go to the driver's executemany as ready tuples:
+        SQLAlchemy's per-row parameter processing cost more than the database's own work.
+        """
         if not rows and not changes:
             return 0
-        values = [
-            {
-                "id": r.id,
-                "account_id": r.account_id,
-                "connection_id": r.connection_id,
-                "wb_class": str(r.wb_class),
-                "event_type": r.event_type,
-                "event_id": r.event_id,
-                "recipient_key": r.recipient_key,
-                "mailing_id": r.mailing_id,
-                "occurred_at": r.occurred_at,
-                "window_closes_at": r.window_closes_at,
-                "next_attempt_at": None,
-                "status": r.status.value,
-                "error_code": r.error_code,
-                "error_message": r.error_message,
-                "attempts": 0,
-                "replay_count": r.replay_count,
-                "source_topic": r.source_topic,
-                "source_partition": r.source_partition,
-                "source_offset": r.source_offset,
-                "payload": r.payload,
-                "created_at": now,
-                "updated_at": now,
-            }
+        stamp = _sqlite_stamp if self.dialect == "sqlite" else _aware
+        created = stamp(now)
+        params = [
+            (
+                r.id,
+                r.account_id,
+                r.connection_id,
+                r.wb_class.value,
+                r.event_type,
+                r.event_id,
+                r.recipient_key,
+                r.mailing_id,
+                stamp(r.occurred_at),
+                None if r.window_closes_at is None else stamp(r.window_closes_at),
+                r.status.value,
+                r.error_code,
+                r.error_message,
+                r.replay_count,
+                r.source_topic,
+                r.source_partition,
+                r.source_offset,
+                r.payload,
+                created,
+                created,
+            )
             for r in rows
         ]
         with self.engine.begin() as conn:
             added = 0
-            if values:
-                # one executemany without RETURNING: the driver's row count says how many were new
-                stmt = _insert(self.dialect, writebacks).on_conflict_do_nothing(index_elements=["id"])
-                added = conn.execution_options(preserve_rowcount=True).execute(stmt, values).rowcount
+            if params:
+                # no RETURNING: the driver's row count says how many were new
+                sql = _insert_rows_sql(self.engine.dialect.paramstyle)
+                added = conn.execution_options(preserve_rowcount=True).exec_driver_sql(sql, params).rowcount
             merged = _latest_changes(changes)
             if merged:
                 conn.execute(_upsert_subscriber(self.dialect), merged)
@@ -445,6 +450,37 @@ class Ledger:
                 .group_by(writebacks.c.connection_id, writebacks.c.status)
             )
             return {(c, s): n for c, s, n in rows}
+
+
+_INSERTED = (
+    "id", "account_id", "connection_id", "wb_class", "event_type", "event_id", "recipient_key",
+    "mailing_id", "occurred_at", "window_closes_at", "status", "error_code", "error_message",
+    "replay_count", "source_topic", "source_partition", "source_offset", "payload", "created_at",
+    "updated_at",
+)  # fmt: skip
+
+
+@cache
+def _insert_rows_sql(paramstyle: str) -> str:
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {writebacks.name} (attempts, {', '.join(_INSERTED)}) "
+        f"VALUES (0, {', '.join([marker] * len(_INSERTED))}) ON CONFLICT (id) DO NOTHING"
+    )
+
+
+def _sqlite_stamp(value: datetime) -> str:
+    """A UTC datetime as SQLAlchemy stores it in SQLite (the text that `UTCDateTime` reads and
+    that bound comparisons are made against)."""
+    if value.tzinfo is not UTC:
+        value = _aware(value).astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger; use an aware UTC datetime")
+    return value
 
 
 def _latest_changes(changes: Sequence[SubscriberChange]) -> list[dict[str, Any]]:

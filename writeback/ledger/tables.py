@@ -97,7 +97,6 @@ writebacks = sa.Table(
     ),
     sa.Index(None, "connection_id", "status", "window_closes_at"),
     sa.Index(None, "status", "updated_at"),
-    sa.Index(None, "account_id", "recipient_key"),
     sa.Index(None, "connection_id", "recipient_key", "occurred_at"),
 )
 
