@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,7 @@ from writeback.events import (
     SubscriberEvent,
     SuppressionSubtype,
     parse_event,
+    resolved_schema,
     validation_summary,
 )
 from writeback.samples import (
@@ -377,3 +379,41 @@ def test_every_example_line_parses(name: str) -> None:
     for line in lines:
         occurred = json.loads(line)["occurred_at"]
         assert occurred.endswith("Z") or occurred[-6] in "+-", "timestamps carry an offset"
+
+
+# --------------------------------------------------------------------------------------------
+# Writer schemas whose records can skip from_avro's filtering of unknown fields
+# --------------------------------------------------------------------------------------------
+
+
+def _add_field(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of `schema` with an optional field added in the record reached through `path`."""
+    schema = json.loads(json.dumps(schema))
+    record = schema
+    for name in path:
+        field = next(f for f in record["fields"] if f["name"] == name)
+        types = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        record = next(t for t in types if isinstance(t, dict) and t.get("type") == "record")
+    record["fields"].append({"name": "added_later", "type": ["null", "string"], "default": None})
+    return schema
+
+
+@pytest.mark.parametrize("model", [SubscriberEvent, ActivityEvent, CommunityListEvent])
+def test_every_field_of_our_own_schemas_is_known(model):
+    assert model.knows_every_field_of(fastavro.parse_schema(resolved_schema(model.__name__)))
+
+
+@pytest.mark.parametrize(
+    ("model", "path"),
+    [
+        (SubscriberEvent, ()),
+        (SubscriberEvent, ("recipient",)),
+        (SubscriberEvent, ("scope",)),
+        (ActivityEvent, ("mailing",)),
+        (ActivityEvent, ("click",)),
+        (CommunityListEvent, ()),
+    ],
+)
+def test_a_writer_with_a_field_the_model_lacks_at_any_level_is_not_known(model, path):
+    newer = _add_field(resolved_schema(model.__name__), path)
+    assert not model.knows_every_field_of(fastavro.parse_schema(newer))
