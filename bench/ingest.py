@@ -37,7 +37,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,6 +131,16 @@ def publish_backlog(stack: Stack, events: list, partitions: int) -> dict[tuple[s
     return ends
 
 
+@contextmanager
+def started_stack(*, with_postgres: bool) -> Iterator[Stack]:
+    """The local stack every ingest benchmark runs against, started for the length of a run."""
+    from writeback.localstack import LocalStack
+
+    log("starting Kafka, the schema registry" + (" and PostgreSQL" if with_postgres else "") + " ...")
+    with LocalStack.create(with_postgres=with_postgres) as local:
+        yield Stack(local.kafka.bootstrap, local.registry.url, local.postgres.url if local.postgres is not None else None)
+
+
 def watermarks(stack: Stack) -> dict[tuple[str, int], int]:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -144,17 +155,19 @@ def watermarks(stack: Stack) -> dict[tuple[str, int], int]:
         consumer.close()
 
 
-def new_consumer(stack: Stack, ends: dict[tuple[str, int], int]):
-    """The service's consumer settings, a fresh group, every partition from the beginning.
+def new_consumer(stack: Stack, ends: Iterable[tuple[str, int]], group_id: str | None = None):
+    """The service's consumer settings, a fresh group (or `group_id`, for several consumers
+    sharing one), the partitions in `ends` from the beginning.
 
     Partitions are assigned rather than subscribed: a group join (and its rebalance delay)
-    would otherwise land inside the timed run. Commits still go to the fresh group.
+    would otherwise land inside the timed run. Commits still go to the group.
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from writeback.config import ServiceConfig
 
-    config = ServiceConfig(bootstrap_servers=stack.bootstrap, group_id=f"bench-ingest-{uuid.uuid4()}")
+    group_id = group_id or f"bench-ingest-{uuid.uuid4()}"
+    config = ServiceConfig(bootstrap_servers=stack.bootstrap, group_id=group_id)
     consumer = Consumer({**config.consumer_config(), "log_level": 0})
     consumer.list_topics(timeout=10)  # connected before the clock starts
     consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
@@ -265,27 +278,49 @@ class _Counting:
         return report
 
 
-def ingest_run(stack: Stack, ends: dict[tuple[str, int], int], batch_size: int, url: str) -> Run:
-    """(c) and (d): the service's ingest loop, `writeback.consumers.ingest.run`, with the
-    service's own wiring (stored settings, dead-letter sink), into a fresh ledger."""
-    import sqlalchemy as sa
-
+def service_ingest(stack: Stack, ledger):
+    """`Ingest` wired as the service wires it (stored settings, a dead-letter sink on its own
+    publisher), so the benchmarks time what runs in production. Returns (ingest, publisher);
+    the caller closes the publisher."""
     from writeback.config import ServiceConfig
     from writeback.consumers import ingest as ingesting
     from writeback.consumers.dead_letters import DeadLetterSink
-    from writeback.ledger import Ledger
-    from writeback.ledger.tables import writebacks
     from writeback.producers import Publisher
     from writeback.serde import EventSerde, registry_client
-    from writeback.settings import StoredSettings, apply, parse_settings
+    from writeback.settings import StoredSettings
 
-    ledger = Ledger.connect(url)
-    apply(ledger, parse_settings(tracking_settings()), datetime.now(UTC))
     serde = EventSerde(registry_client(stack.registry_url))
     publisher = Publisher(stack.bootstrap, serde)
     ingest = ingesting.Ingest(
         ledger, serde, ServiceConfig().topic_models(), StoredSettings(ledger), DeadLetterSink(publisher)
     )
+    return ingest, publisher
+
+
+def ledger_events(ledger) -> tuple[int, int]:
+    """(rows, distinct event ids) in the ledger: both must equal the backlog's size, since every
+    event makes exactly one row (a lost event or a doubled row shows here)."""
+    import sqlalchemy as sa
+
+    from writeback.ledger.tables import writebacks
+
+    with ledger.engine.connect() as conn:
+        rows, ids = conn.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(writebacks.c.event_id)))
+        ).one()
+    return rows, ids
+
+
+def ingest_run(stack: Stack, ends: dict[tuple[str, int], int], batch_size: int, url: str) -> Run:
+    """(c) and (d): the service's ingest loop, `writeback.consumers.ingest.run`, with the
+    service's own wiring (stored settings, dead-letter sink), into a fresh ledger."""
+    from writeback.consumers import ingest as ingesting
+    from writeback.ledger import Ledger
+    from writeback.settings import apply, parse_settings
+
+    ledger = Ledger.connect(url)
+    apply(ledger, parse_settings(tracking_settings()), datetime.now(UTC))
+    ingest, publisher = service_ingest(stack, ledger)
     consumer = new_consumer(stack, ends)
     stop = threading.Event()
     counting = _Counting(ingest, stop, sum(ends.values()))
@@ -308,10 +343,7 @@ def ingest_run(stack: Stack, ends: dict[tuple[str, int], int], batch_size: int, 
             watchdog.cancel()
             consumer.close()
             publisher.close()
-        with ledger.engine.connect() as conn:
-            rows, ids = conn.execute(
-                sa.select(sa.func.count(), sa.func.count(sa.distinct(writebacks.c.event_id)))
-            ).one()
+        rows, ids = ledger_events(ledger)
         ledger.close()
         short = {tp: (committed.get(tp), end) for tp, end in ends.items() if end and committed.get(tp) != end}
         problems = []
@@ -367,19 +399,11 @@ LABELS = {
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from writeback.localstack import LocalStack
-
     log(f"bench ingest: {args.events:,} events, {args.repeats} repeats, batches of {args.batch_size:,}")
     events = make_events(args.events)
     workdir = Path(tempfile.mkdtemp(prefix="writeback-bench-"))
     try:
-        log("starting Kafka, the schema registry" + ("" if args.no_postgres else " and PostgreSQL") + " ...")
-        with LocalStack.create(with_postgres=not args.no_postgres) as local:
-            stack = Stack(
-                local.kafka.bootstrap,
-                local.registry.url,
-                local.postgres.url if local.postgres is not None else None,
-            )
+        with started_stack(with_postgres=not args.no_postgres) as stack:
             results, mean_size = measure(stack, events, args, workdir)
             ledger_results = (
                 measure_ledger(stack, events, args, workdir) if args.ledger else {}
