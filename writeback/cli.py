@@ -443,7 +443,7 @@ def retry(
 
 @app.command()
 def replay(
-    kind: Annotated[list[str] | None, typer.Option("--kind", help="CRM kind(s) whose dead-letter topic to read \\[default: all].")] = None,
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="CRM kind(s) whose dead-letter topic to read, or ingest \\[default: all].")] = None,
     connection: Annotated[str | None, typer.Option(help="Only this connection's letters.")] = None,
     account: Annotated[str | None, typer.Option(help="Only this account's letters.")] = None,
     error_code: Annotated[str | None, typer.Option("--error-code", help="Only letters with this code.")] = None,
@@ -460,7 +460,7 @@ def replay(
     bootstrap: BootstrapOption = None,
     registry: RegistryOption = None,
 ) -> None:
-    """Replay dead-lettered writebacks through the flusher; completed ones are skipped."""
+    """Replay dead letters: writebacks through the flusher (completed ones are skipped), undecodable records through ingest."""
     from datetime import timedelta
 
     from confluent_kafka import Consumer
@@ -468,6 +468,7 @@ def replay(
 
     from writeback.consumers import replay as replaying
     from writeback.consumers.dead_letters import DeadLetterSink
+    from writeback.consumers.ingest import Ingest
     from writeback.errors import WritebackError
     from writeback.producers import Publisher
     from writeback.serde import EventSerde, registry_client
@@ -492,8 +493,12 @@ def replay(
         except WritebackError as exc:
             raise _fail(str(exc), 1) from None
         settings = StoredSettings(ledger)
-        flusher = build_flusher(config, ledger, settings, serde, DeadLetterSink(publisher, config.dead_letter_prefix))
-        replayer = replaying.Replayer(consumer, ledger, serde, settings, flusher, wait=timedelta(seconds=wait))
+        sink = DeadLetterSink(publisher, config.dead_letter_prefix)
+        flusher = build_flusher(config, ledger, settings, serde, sink)
+        ingest = Ingest(ledger, serde, config.topic_models(), settings, sink)
+        replayer = replaying.Replayer(
+            consumer, ledger, serde, settings, flusher, ingest=ingest, wait=timedelta(seconds=wait)
+        )
         topics = replaying.dead_letter_topics(consumer, config.dead_letter_prefix, kind or ())
         if not topics:
             raise _fail(f"no dead-letter topics {config.dead_letter_prefix}<kind> on the broker", 1)
@@ -501,8 +506,14 @@ def replay(
         def show(planned: replaying.Planned) -> None:
             if dry_run:
                 letter = planned.letter
+                first = letter.original[0] if letter.original else None
+                where = (
+                    f"{letter.writeback_id}  {letter.connection_id}"
+                    if letter.writeback_id or first is None
+                    else f"{first.topic}[{first.partition}]@{first.offset}  ingest"
+                )
                 console.print(
-                    f"{letter.writeback_id}  {letter.connection_id}  {letter.error_code}: "
+                    f"{where}  {letter.error_code}: "
                     f"{letter.error_message[:120]}  (attempts {letter.attempts}, replays {letter.replay_count})"
                     f"  -> {planned.verdict}",
                     markup=False,

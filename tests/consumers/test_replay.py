@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 from tests.consumers.conftest import T0, rows_for, subscriber, wait_for
 from writeback.adapters import open_adapter
 from writeback.adapters.salesforce import NOTE_MARKER
+from writeback.consumers import dead_letters
 from writeback.consumers import replay as replaying
 from writeback.consumers.breaker import (
     BreakerPolicy,
@@ -28,9 +29,9 @@ from writeback.consumers.breaker import (
 )
 from writeback.consumers.dead_letters import DeadLetterSink
 from writeback.consumers.flusher import Flusher
-from writeback.consumers.ingest import writeback_id
+from writeback.consumers.ingest import Ingest, writeback_id
 from writeback.consumers.retries import RetryPolicy
-from writeback.events import ErrorClass, SubscriberEvent
+from writeback.events import ErrorClass, OriginalRecord, SubscriberEvent
 from writeback.settings import Settings, apply, parse_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -110,11 +111,11 @@ def flush_until_settled(ledger, flusher: Flusher, timeout: float = 60) -> None:
     wait_for(settled, timeout, "every row to complete or fail")
 
 
-def replayer(kafka, ledger, serde, settings, flusher, group: str) -> replaying.Replayer:
+def replayer(kafka, ledger, serde, settings, flusher, group: str, ingest: Ingest | None = None) -> replaying.Replayer:
     consumer = Consumer(
         {"bootstrap.servers": kafka.bootstrap, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
     )
-    return replaying.Replayer(consumer, ledger, serde, lambda: settings, flusher, wait=timedelta(seconds=20))
+    return replaying.Replayer(consumer, ledger, serde, lambda: settings, flusher, ingest=ingest, wait=timedelta(seconds=20))
 
 
 def test_a_5xx_storm_waits_behind_the_breaker_and_recovers_with_no_dead_letter(
@@ -243,6 +244,58 @@ def test_replay_recreates_rows_a_fresh_ledger_never_had(
     assert (row["status"], row["replay_count"]) == ("completed", 1)
     assert len(notes(sim, contacts[0])) == 1
     fresh.close()
+
+
+def test_ingest_dead_letters_go_through_ingest_again_and_unreadable_records_come_back(
+    kafka, ledger, sim, flusher, serde, settings, topics, publisher, consume_all
+):
+    """A record set aside at ingest that reads fine now (say, set aside while the registry had
+    lost its schema) becomes its writeback on replay, once however often it is replayed; one
+    that still cannot be read goes back to the ingest dead-letter topic byte for byte, its
+    replay count raised. Letters of other kinds, and filters naming a connection, skip them."""
+    _, [event] = unsubscribes_for(sim, 1)
+    readable = OriginalRecord(
+        topic=topics.subscriber, partition=0, offset=7, key=event.key().encode(),
+        value=serde.serialize(event, topics.subscriber),
+    )  # fmt: skip
+    garbage = OriginalRecord(topic=topics.subscriber, partition=1, offset=3, key=b"k", value=b"\x00\x00\x00\x00\x01not avro")
+    sink = DeadLetterSink(publisher, topics.dlq_prefix)
+    sink.send(
+        [
+            dead_letters.undecodable(readable, dead_letters.UNDECODABLE, "schema id not found (HTTP 404)", T0),
+            dead_letters.undecodable(garbage, dead_letters.UNDECODABLE, "corrupt body", T0),
+        ]
+    )
+    dlq = topics.dlq_prefix + "ingest"
+    probe = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "probe"})
+    assert replaying.dead_letter_topics(probe, topics.dlq_prefix, ["ingest"]) == [dlq]
+    assert dlq in replaying.dead_letter_topics(probe, topics.dlq_prefix)  # part of "all"
+    probe.close()
+    ingest = Ingest(ledger, serde, topics.models(), lambda: settings, sink)
+    row_id = writeback_id(event.event_id, "acme-sf")
+
+    skipped = replaying.run(replayer(kafka, ledger, serde, settings, flusher, "g-nf", ingest), [dlq], replaying.Filters(connection="acme-sf"))
+    assert (skipped.read, skipped.matched) == (2, 0)
+    without = replaying.run(replayer(kafka, ledger, serde, settings, flusher, "g-none"), [dlq], replaying.Filters(), dry_run=True)
+    assert without.verdicts == {replaying.Verdict.UNUSABLE: 2}
+
+    first = replaying.run(replayer(kafka, ledger, serde, settings, flusher, "g-ingest", ingest), [dlq], replaying.Filters())
+    assert first.verdicts == {replaying.Verdict.REINGEST: 2}
+    assert first.outcomes == {"ingested": 1, "dead-lettered again": 1}
+    row = ledger.get(row_id)
+    assert (row["status"], row["source_topic"], row["source_partition"], row["source_offset"]) == ("pending", topics.subscriber, 0, 7)
+    letters = [serde.deserialize_dead_letter(m.topic(), m.value()) for m in consume_all(dlq, expected=3, timeout=5)]
+    [back] = [lt for lt in letters if lt.replay_count == 1]  # partitions interleave: not by position
+    assert (back.error_code, back.original) == (dead_letters.UNDECODABLE, (garbage,))
+
+    again = replaying.run(
+        replayer(kafka, ledger, serde, settings, flusher, "g-ingest", ingest), [dlq], replaying.Filters(), from_beginning=True
+    )
+    assert again.verdicts == {replaying.Verdict.REINGEST: 3}
+    assert again.outcomes == {"ingested": 1, "dead-lettered again": 2}
+    assert ledger.counts() == {("acme-sf", "pending"): 1}  # the readable record added nothing the second time
+    counts = sorted(serde.deserialize_dead_letter(m.topic(), m.value()).replay_count for m in consume_all(dlq, expected=5, timeout=5))
+    assert counts == [0, 0, 1, 1, 2]
 
 
 def test_the_replay_command_shows_a_dry_run_and_a_summary(

@@ -51,10 +51,11 @@ def headers(letter: DeadLetter) -> Headers:
 
 
 def undecodable(
-    original: OriginalRecord, code: str, reason: str, now: datetime
+    original: OriginalRecord, code: str, reason: str, now: datetime, replay_count: int = 0
 ) -> DeadLetter:
     """An ingest dead letter: the raw record kept byte for byte, with why it was set aside."""
     return DeadLetter(
+        replay_count=replay_count,
         crm_kind=INGEST_KIND,
         error_class=ErrorClass.POISON,
         error_code=code,

@@ -94,6 +94,7 @@ class Consumed:
     offset: int
     key: bytes | None
     value: bytes | None
+    replay_count: int = 0  # a record re-ingested from its dead letter: how often it was replayed
 
     @classmethod
     def of(cls, message: Message) -> Consumed:
@@ -273,7 +274,7 @@ class Ingest:
                 log.warning(
                     "set aside %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
                 )
-                letters.append(dead_letters.undecodable(record.original(), code, str(exc), now))
+                letters.append(dead_letters.undecodable(record.original(), code, str(exc), now, record.replay_count))
         self.sink.send(letters)
 
         settings = self.settings()

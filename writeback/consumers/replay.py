@@ -7,6 +7,11 @@ already completed is skipped, which is what makes replaying the same letters twi
 replay that fails again is dead-lettered again with its replay count raised: the letter is
 never dropped.
 
+An ingest dead letter (a record that could not be decoded or broke the contract) holds the
+record byte for byte; replay runs it through ingest again, as if just consumed. Once the cause
+is fixed it becomes its writebacks (deterministic ids: replaying it twice adds nothing);
+otherwise it is dead-lettered again, replay count raised.
+
 Replay reads up to the end offsets it saw when it started (its own re-failures land after
 them), and commits its consumer group's position only once every replayed row of a batch has an
 outcome in the ledger, so a replay killed at any point resumes without losing a letter.
@@ -22,8 +27,9 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from writeback.consumers.dead_letters import INGEST_KIND
 from writeback.consumers.flusher import Flusher
-from writeback.consumers.ingest import recipient_key
+from writeback.consumers.ingest import Consumed, Ingest, recipient_key
 from writeback.consumers.routing import route
 from writeback.errors import DecodeError
 from writeback.events import DeadLetter, Event
@@ -61,6 +67,7 @@ class Verdict:
 
     REPLAY = "replay"  # its row failed: back to pending, then flushed
     RECREATE = "recreate"  # no row in this ledger: rebuilt from the original event
+    REINGEST = "reingest"  # an ingest dead letter: its record goes through ingest again
     DONE = "skip: already completed"
     QUEUED = "skip: already pending"
     UNUSABLE = "skip: cannot be replayed"
@@ -86,14 +93,10 @@ class Planned:
 
 
 def dead_letter_topics(consumer: Consumer, prefix: str, kinds: Sequence[str] = ()) -> list[str]:
-    """The CRM dead-letter topics present on the broker (the ingest one holds no writebacks)."""
+    """The dead-letter topics present on the broker: one per CRM kind, and ingest's."""
     names = consumer.list_topics(timeout=10).topics
     wanted = {prefix + k for k in kinds}
-    return sorted(
-        t
-        for t in names
-        if t.startswith(prefix) and t != prefix + "ingest" and (not wanted or t in wanted)
-    )
+    return sorted(t for t in names if t.startswith(prefix) and (not wanted or t in wanted))
 
 
 class Replayer:
@@ -105,9 +108,11 @@ class Replayer:
         settings: Callable[[], Settings],
         flusher: Flusher,
         *,
+        ingest: Ingest | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         wait: timedelta = timedelta(seconds=60),
     ) -> None:
+        self.ingest = ingest  # what replays ingest dead letters; without it they are skipped
         self.consumer = consumer
         self.ledger = ledger
         self.serde = serde
@@ -167,7 +172,14 @@ class Replayer:
         planned = []
         for message, letter in letters:
             status = statuses.get(letter.writeback_id or "")
-            if letter.writeback_id is None or letter.connection_id is None:
+            if letter.crm_kind == INGEST_KIND:
+                usable = self.ingest is not None and bool(letter.original)
+                planned.append(
+                    Planned(message, letter, Verdict.REINGEST)
+                    if usable
+                    else Planned(message, letter, Verdict.UNUSABLE, "an ingest letter without its record or an ingest")
+                )
+            elif letter.writeback_id is None or letter.connection_id is None:
                 planned.append(Planned(message, letter, Verdict.UNUSABLE, "no writeback id or connection"))
             elif status is Status.COMPLETED:
                 planned.append(Planned(message, letter, Verdict.DONE))
@@ -182,7 +194,9 @@ class Replayer:
     # replaying -----------------------------------------------------------------------------
 
     def replay(self, planned: Sequence[Planned], summary: Summary) -> None:
-        """Requeue or recreate, flush, and wait until each replayed row has an outcome."""
+        """Requeue or recreate, flush, and wait until each replayed row has an outcome; ingest
+        letters go through ingest again."""
+        self._reingest([p.letter for p in planned if p.verdict == Verdict.REINGEST], summary)
         now = self.clock()
         requeue = [p.letter.writeback_id for p in planned if p.verdict == Verdict.REPLAY]
         recreated = []
@@ -211,6 +225,20 @@ class Replayer:
             time.sleep(0.2)
         for i in ids:
             summary.count(summary.outcomes, states.get(i, Status.PENDING).value)
+
+    def _reingest(self, letters: Sequence[DeadLetter], summary: Summary) -> None:
+        """Each letter's record, as if just consumed: stored as its writebacks (pending, in
+        their schedule's window) or dead-lettered again before this returns."""
+        if not letters or self.ingest is None:
+            return
+        records = [
+            Consumed(o.topic, o.partition, o.offset, o.key, o.value, replay_count=letter.replay_count + 1)
+            for letter in letters
+            for o in letter.original[:1]
+        ]
+        report = self.ingest.handle(records)
+        summary.outcomes["ingested"] = summary.outcomes.get("ingested", 0) + report.consumed - report.rejected
+        summary.outcomes["dead-lettered again"] = summary.outcomes.get("dead-lettered again", 0) + report.rejected
 
     def _recreate(self, letter: DeadLetter, now: datetime) -> NewWriteback | None:
         found = self.settings().connection(letter.connection_id or "")
