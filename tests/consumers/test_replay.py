@@ -299,13 +299,17 @@ def test_ingest_dead_letters_go_through_ingest_again_and_unreadable_records_come
 
 
 def test_the_replay_command_shows_a_dry_run_and_a_summary(
-    kafka, schema_registry, ledger, sim, flusher, settings, topics, database_url
+    kafka, schema_registry, ledger, sim, flusher, settings, topics, database_url, publisher
 ):
     contacts, events = unsubscribes_for(sim, 1)
     sim.reject_id(contacts[0], REJECTED, "locked")
     ledger.insert(rows_for(events, "acme-sf", closes=T0), now=T0)
     flush_until_settled(ledger, flusher)
     sim.clear_faults()
+    garbage = OriginalRecord(topic=topics.subscriber, partition=1, offset=3, key=b"k", value=b"not avro")
+    DeadLetterSink(publisher, topics.dlq_prefix).send(
+        [dead_letters.undecodable(garbage, dead_letters.UNDECODABLE, "value: not Confluent-framed Avro", T0)]
+    )
     env = {
         "PATH": "/usr/bin:/bin",
         "WRITEBACK_DEAD_LETTER_PREFIX": topics.dlq_prefix,
@@ -320,13 +324,14 @@ def test_the_replay_command_shows_a_dry_run_and_a_summary(
     assert dry.returncode == 0, dry.stderr
     wid = writeback_id(events[0].event_id, "acme-sf")
     assert wid in dry.stdout and REJECTED in dry.stdout and "replay" in dry.stdout
-    assert "1 dead letters read, 1 matched: 1 replay" in dry.stdout
+    assert f"{topics.subscriber}[1]@3  ingest  UNDECODABLE" in dry.stdout
+    assert "2 dead letters read, 2 matched: 1 reingest, 1 replay" in dry.stdout
     assert ledger.get(wid)["status"] == "failed"
 
     started = time.monotonic()
     real = subprocess.run([*args, "--rate", "5"], env=env, capture_output=True, text=True, timeout=120)
     assert real.returncode == 0, real.stderr
-    assert "outcomes: 1 completed" in real.stdout, real.stdout + real.stderr
+    assert "outcomes: 1 completed, 1 dead-lettered again" in real.stdout, real.stdout + real.stderr
     assert time.monotonic() - started < 120
     assert ledger.get(wid)["status"] == "completed"
     assert len(notes(sim, contacts[0])) == 1
