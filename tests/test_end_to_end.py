@@ -180,6 +180,17 @@ def metric(url: str, sample: str, **labels: str) -> float:
     )
 
 
+def lags(url: str, topic: str) -> dict[str, float]:
+    """`writeback_consumer_lag` by partition of one topic, as /metrics shows it."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        s.labels["partition"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "writeback_consumer_lag" and s.labels.get("topic") == topic
+    }
+
+
 def flag(sim: SalesforceSim, record_id: str) -> bool:
     record = sim.record(record_id)
     assert record is not None, record_id
@@ -442,6 +453,8 @@ def test_sent_and_opened_become_tasks_200_a_call_and_a_token_expiry_between_wind
     try:
         wait_for(lambda: count_rows(ledger) == 201 + 2, 60, "ingest: " + instances.output()[-3000:])
         wait_consumed(kafka, env["WRITEBACK_GROUP_ID"], [topics["act"]])
+        # caught up: every partition ingest fetched from shows no lag
+        wait_for(lambda: lags(url, topics["act"]) and set(lags(url, topics["act"]).values()) == {0.0}, 30, "lag 0")
         # the click is counted, not written: no row at all, a drop for the Salesforce kind
         assert metric(url, "writeback_events_dropped_total", kind="salesforce", reason="not_for_kind") == 1
         # globex's Opened: the type is off by default there

@@ -26,6 +26,11 @@ WRITEBACKS_INGESTED = Counter(
 DUPLICATES = Counter(
     "writeback_duplicate_events_total", "Redelivered events that added no writeback."
 )
+CONSUMER_LAG = Gauge(
+    "writeback_consumer_lag",
+    "Records on an event topic partition that ingest has not consumed yet (high watermark minus position).",
+    ["topic", "partition"],
+)
 INGEST_BATCH_SECONDS = Histogram(
     "writeback_ingest_batch_seconds", "Time to decode, route and store one consumed batch."
 )

@@ -23,6 +23,7 @@ from writeback.consumers import flusher as flushing
 from writeback.consumers import ingest as ingesting
 from writeback.consumers.breaker import BreakerRegistry
 from writeback.consumers.dead_letters import DeadLetterSink
+from writeback.consumers.lag import ConsumerLag
 from writeback.ledger import Ledger
 from writeback.producers import Publisher
 from writeback.serde import EventSerde, registry_client
@@ -99,6 +100,7 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
     flush_thread.start()
     consumer = Consumer(config.consumer_config())
     consumer.subscribe(config.topics)
+    lag = ConsumerLag()
     log.info("consuming %s from %s as %s", ",".join(config.topics), config.bootstrap_servers, flusher.owner)
     try:
         ingesting.run(
@@ -106,7 +108,7 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
             ingest,
             stop,
             batch_size=config.ingest_batch_size,
-            on_pass=lambda: heartbeat.beat("ingest"),
+            on_pass=lambda: (heartbeat.beat("ingest"), lag.update(consumer)),
         )
     finally:
         stop.set()
