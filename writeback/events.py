@@ -349,6 +349,11 @@ def _plausible_email(value: str) -> str:
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+# Ids the ledger stores in bounded columns (writeback/ledger/tables.py): longer values are
+# contract breaches, set aside at ingest, not rows a database would refuse forever.
+AccountId = Annotated[str, Field(min_length=1, max_length=64)]
+MailingId = Annotated[str, Field(min_length=1, max_length=64)]
+RecipientId = Annotated[str, Field(min_length=1, max_length=320)]
 EventId = Annotated[str, BeforeValidator(_canonical_uuid)]
 UtcTimestamp = Annotated[datetime, AfterValidator(_utc_millis)]
 Email = Annotated[str, AfterValidator(_plausible_email)]
@@ -504,7 +509,7 @@ class Recipient(BaseModel):
 
     model_config = _FROZEN
     email: Email | None = None
-    integration_id: NonEmptyStr | None = None
+    integration_id: RecipientId | None = None
     record_type: KnownRecordType | None = None
 
     @model_validator(mode="after")
@@ -546,7 +551,7 @@ class Mailing(BaseModel):
     """The mailing an activity happened in."""
 
     model_config = _FROZEN
-    mailing_id: NonEmptyStr
+    mailing_id: MailingId
     name: NonEmptyStr
     send_date: UtcTimestamp
 
@@ -600,7 +605,7 @@ class _Event(_AvroRecord):
     event_type: ClassVar[str]
 
     event_id: EventId
-    account_id: NonEmptyStr
+    account_id: AccountId
     occurred_at: UtcTimestamp
 
     def key(self) -> str:
@@ -717,7 +722,7 @@ class CommunityListEvent(_Event):
     list_id: NonEmptyStr
     list_name: NonEmptyStr
     change: KnownMembershipChange
-    legacy_contact_key: NonEmptyStr
+    legacy_contact_key: RecipientId
     email: str | None = None
 
     def key(self) -> str:

@@ -173,6 +173,51 @@ def test_a_crash_between_insert_and_commit_redelivers_and_adds_nothing(kafka, le
     second.close()
 
 
+def test_values_too_long_for_the_ledger_are_set_aside_with_the_field_named_and_the_rest_flow(
+    kafka, ledger, ingest, publisher, serde, topics, consume_all
+):
+    """Ids longer than the ledger keeps (account and mailing 64, recipient 320) are contract
+    breaches: PostgreSQL would refuse the row, and retrying a batch that can never be stored
+    would stop its partition for good."""
+    from confluent_kafka import Producer
+
+    good_before, good_after = subscriber(email="a@example.org"), subscriber(email="b@example.org")
+    long_recipient = {**subscriber().to_avro(), "recipient": {"email": None, "integration_id": "X" * 321, "record_type": None}}
+    sent = activity().to_avro()
+    long_mailing = {**sent, "mailing": {**sent["mailing"], "mailing_id": "M" * 65}}
+    encoded = []
+    for topic, schema, record in (
+        (topics.subscriber, "SubscriberEvent", long_recipient),
+        (topics.activity, "ActivityEvent", long_mailing),
+    ):
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, fastavro.parse_schema(resolved_schema(schema)), record)
+        frame = serde.serialize(subscriber() if schema == "SubscriberEvent" else activity(), topic)[:5]
+        encoded.append((topic, frame + body.getvalue()))
+    publisher.publish(good_before, topic=topics.subscriber)
+    publisher.flush()
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for topic, value in encoded:
+        producer.produce(topic, value, key=b"acme:x")
+    producer.flush(10)
+    publisher.publish(good_after, topic=topics.subscriber)
+    publisher.flush()
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    run_until(
+        consumer, ingest,
+        lambda: committed(kafka, group, topics.subscriber) == 3 and committed(kafka, group, topics.activity) == 1,
+    )  # fmt: skip
+
+    assert {r["event_id"] for r in rows(ledger)} == {good_before.event_id, good_after.event_id}
+    letters = [serde.deserialize_dead_letter(m.topic(), m.value()) for m in consume_all(topics.dlq_prefix + "ingest", expected=2)]
+    assert {lt.error_code for lt in letters} == {INVALID_EVENT}
+    messages = " | ".join(lt.error_message for lt in letters)
+    assert "recipient.integration_id" in messages and "mailing.mailing_id" in messages
+    assert "XXXX" not in messages and "MMMM" not in messages  # the reason, never the value
+
+
 def test_poison_between_good_records_is_dead_lettered_byte_for_byte_and_the_good_ones_flow(
     kafka, ledger, ingest, publisher, serde, topics, consume_all
 ):
