@@ -283,11 +283,15 @@ def test_settings_apply_then_show_round_trips(settings_file, database_url):
 
 def test_settings_apply_reports_connections_it_removes_and_refuses_invalid_files(settings_file, database_url, tmp_path):
     run("settings", "apply", settings_file, "--database", database_url)
+    ledger = Ledger.connect(database_url)
+    ledger.insert([wb("w1", connection="globex-tr", account="globex"), wb("w2", connection="globex-tr", account="globex")], now=T0)
+    ledger.close()
     smaller = tmp_path / "smaller.toml"
     smaller.write_text(SETTINGS_TOML.split("[[accounts]]\nid = \"globex\"")[0])
     result = run("settings", "apply", smaller, "--database", database_url)
     assert result.exit_code == 0, result.output
     assert "removed connections: globex-tr" in result.stdout
+    assert "globex-tr: 2 unwritten writebacks stay pending until it is configured again" in result.stdout
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[[accounts]]\nid = "acme"\ntime_zone = "Mars/Base"\n')

@@ -357,10 +357,15 @@ def settings_apply(
         except ConfigError:
             before = set()  # what was stored no longer validates: replacing it is the fix
         wb_settings.apply(ledger, settings, datetime.now(UTC))
+        counts = ledger.counts()
     typer.echo(f"stored {file}")
     typer.echo(listing.settings_summary(settings))
     if removed := sorted(before - _connection_ids(settings)):
         typer.echo(f"removed connections: {', '.join(removed)}")
+        for connection in removed:
+            # kept, not failed: they are written if the connection comes back
+            if waiting := sum(n for (c, status), n in counts.items() if c == connection and status in ("pending", "in_flight")):
+                typer.echo(f"  {connection}: {waiting} unwritten writebacks stay pending until it is configured again")
 
 
 def _connection_ids(settings: Settings) -> set[str]:
