@@ -116,8 +116,9 @@ class Ledger:
     ) -> int:
         """Insert rows in one transaction; existing ids are skipped. Returns rows added.
 
-        This is ingest's hot path, so the rows go to the driver's executemany as ready tuples:
-        SQLAlchemy's per-row parameter processing cost more than the database's own work.
+        This is ingest's hot path, so the rows go to the driver's executemany as ready tuples,
+        without SQLAlchemy's per-row parameter processing (bench/results/ingest.md: within 1.2x
+        of the database's own time for the same statement).
         """
         if not rows and not changes:
             return 0
