@@ -287,7 +287,7 @@ _SCOPED_ACTIONS = frozenset(
 # Field validators
 # --------------------------------------------------------------------------------------------
 
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+_EMAIL_RE = re.compile(r"^[^@\s\x00]+@[^@\s.\x00]+(\.[^@\s.\x00]+)+$")
 
 
 def _symbol_of(enum: type[StrEnum]) -> BeforeValidator:
@@ -348,12 +348,16 @@ def _plausible_email(value: str) -> str:
     return value
 
 
-NonEmptyStr = Annotated[str, Field(min_length=1)]
+# No NUL characters in any text: PostgreSQL can store none (in a column or in JSON), and a row
+# it refuses would be retried forever. Checked by pydantic-core's own regex, not in Python.
+_NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=_NO_NUL)]
+NonEmptyStr = Annotated[str, Field(min_length=1, pattern=_NO_NUL)]
 # Ids the ledger stores in bounded columns (writeback/ledger/tables.py): longer values are
 # contract breaches, set aside at ingest, not rows a database would refuse forever.
-AccountId = Annotated[str, Field(min_length=1, max_length=64)]
-MailingId = Annotated[str, Field(min_length=1, max_length=64)]
-RecipientId = Annotated[str, Field(min_length=1, max_length=320)]
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+MailingId = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+RecipientId = Annotated[str, Field(min_length=1, max_length=320, pattern=_NO_NUL)]
 EventId = Annotated[str, BeforeValidator(_canonical_uuid)]
 UtcTimestamp = Annotated[datetime, AfterValidator(_utc_millis)]
 Email = Annotated[str, AfterValidator(_plausible_email)]
@@ -723,7 +727,7 @@ class CommunityListEvent(_Event):
     list_name: NonEmptyStr
     change: KnownMembershipChange
     legacy_contact_key: RecipientId
-    email: str | None = None
+    email: Text | None = None
 
     def key(self) -> str:
         """Kafka key `"<account_id>:<legacy_contact_key>"` (Legacy Contact Key = Remote ID)."""
@@ -829,5 +833,7 @@ def validation_summary(error: ValidationError) -> str:
     for problem in error.errors(include_input=False, include_url=False):
         where = ".".join(str(part) for part in problem["loc"]) or "event"
         message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "string_pattern_mismatch" and problem.get("ctx", {}).get("pattern") == _NO_NUL:
+            message = "must not contain NUL characters"
         lines.append(f"{where}: {message}")
     return "\n".join(lines)

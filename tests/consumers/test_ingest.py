@@ -173,22 +173,24 @@ def test_a_crash_between_insert_and_commit_redelivers_and_adds_nothing(kafka, le
     second.close()
 
 
-def test_values_too_long_for_the_ledger_are_set_aside_with_the_field_named_and_the_rest_flow(
+def test_values_the_ledger_cannot_store_are_set_aside_with_the_field_named_and_the_rest_flow(
     kafka, ledger, ingest, publisher, serde, topics, consume_all
 ):
-    """Ids longer than the ledger keeps (account and mailing 64, recipient 320) are contract
-    breaches: PostgreSQL would refuse the row, and retrying a batch that can never be stored
-    would stop its partition for good."""
+    """Ids longer than the ledger keeps (account and mailing 64, recipient 320) and text with NUL
+    characters are contract breaches: PostgreSQL would refuse the row, and retrying a batch that
+    can never be stored would stop its partition for good."""
     from confluent_kafka import Producer
 
     good_before, good_after = subscriber(email="a@example.org"), subscriber(email="b@example.org")
     long_recipient = {**subscriber().to_avro(), "recipient": {"email": None, "integration_id": "X" * 321, "record_type": None}}
     sent = activity().to_avro()
     long_mailing = {**sent, "mailing": {**sent["mailing"], "mailing_id": "M" * 65}}
+    nul_in_payload = {**sent, "mailing": {**sent["mailing"], "name": "Spring\x00"}}  # PostgreSQL stores no NUL
     encoded = []
     for topic, schema, record in (
         (topics.subscriber, "SubscriberEvent", long_recipient),
         (topics.activity, "ActivityEvent", long_mailing),
+        (topics.activity, "ActivityEvent", nul_in_payload),
     ):
         body = io.BytesIO()
         fastavro.schemaless_writer(body, fastavro.parse_schema(resolved_schema(schema)), record)
@@ -207,14 +209,15 @@ def test_values_too_long_for_the_ledger_are_set_aside_with_the_field_named_and_t
 
     run_until(
         consumer, ingest,
-        lambda: committed(kafka, group, topics.subscriber) == 3 and committed(kafka, group, topics.activity) == 1,
+        lambda: committed(kafka, group, topics.subscriber) == 3 and committed(kafka, group, topics.activity) == 2,
     )  # fmt: skip
 
     assert {r["event_id"] for r in rows(ledger)} == {good_before.event_id, good_after.event_id}
-    letters = [serde.deserialize_dead_letter(m.topic(), m.value()) for m in consume_all(topics.dlq_prefix + "ingest", expected=2)]
+    letters = [serde.deserialize_dead_letter(m.topic(), m.value()) for m in consume_all(topics.dlq_prefix + "ingest", expected=3)]
     assert {lt.error_code for lt in letters} == {INVALID_EVENT}
     messages = " | ".join(lt.error_message for lt in letters)
     assert "recipient.integration_id" in messages and "mailing.mailing_id" in messages
+    assert "mailing.name: must not contain NUL characters" in messages
     assert "XXXX" not in messages and "MMMM" not in messages  # the reason, never the value
 
 
