@@ -31,7 +31,7 @@ from writeback.consumers.dead_letters import (
     DeadLetterSink,
 )
 from writeback.consumers.ingest import ORIGIN_MISMATCH, Consumed, Ingest, writeback_id
-from writeback.events import DeadLetter, ErrorClass, resolved_schema
+from writeback.events import DeadLetter, ErrorClass, SubscriberEvent, resolved_schema
 from writeback.ledger import Ledger
 from writeback.schedules import IntervalSchedule, next_fire
 from writeback.settings import Settings, parse_settings
@@ -219,6 +219,40 @@ def test_values_the_ledger_cannot_store_are_set_aside_with_the_field_named_and_t
     assert "recipient.integration_id" in messages and "mailing.mailing_id" in messages
     assert "mailing.name: must not contain NUL characters" in messages
     assert "XXXX" not in messages and "MMMM" not in messages  # the reason, never the value
+
+
+def test_an_event_the_database_refuses_is_set_aside_and_the_rest_of_its_batch_is_stored(
+    kafka, ledger, ingest, publish, serde, topics, consume_all
+):
+    """Whatever validation lets through that the database still refuses (here a constraint added
+    behind the service's back) must not stop the partition: the batch is stored event by event
+    and the refused one dead-lettered with the database's reason, not its values."""
+    with ledger.engine.begin() as conn:
+        if ledger.dialect == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON writebacks "
+                "WHEN NEW.recipient_key = 'poison@example.org' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "ALTER TABLE writebacks ADD CONSTRAINT refuse_poison CHECK (recipient_key <> 'poison@example.org')"
+            )
+    events = [subscriber(email="a@example.org"), subscriber(email="poison@example.org"), subscriber(email="b@example.org")]
+    publish(events)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 3)
+
+    stored = {r["event_id"] for r in rows(ledger)}
+    assert stored == {events[0].event_id, events[2].event_id}
+    assert len(rows(ledger)) == 4  # both enabled connections, for each stored event
+    [message] = consume_all(topics.dlq_prefix + "ingest", expected=1)
+    letter = serde.deserialize_dead_letter(message.topic(), message.value())
+    assert letter.error_code == INVALID_EVENT
+    assert letter.error_message.startswith("the ledger refused it: IntegrityError")
+    assert "poison" not in letter.error_message
+    assert serde.deserialize(topics.subscriber, letter.original[0].value, SubscriberEvent) == events[1]
 
 
 def test_poison_between_good_records_is_dead_lettered_byte_for_byte_and_the_good_ones_flow(

@@ -24,7 +24,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from writeback import metrics
 from writeback.consumers import dead_letters
@@ -40,6 +40,7 @@ from writeback.errors import (
 from writeback.events import (
     ActivityEvent,
     CommunityListEvent,
+    DeadLetter,
     OriginalRecord,
     Source,
     SubscriberAction,
@@ -287,8 +288,14 @@ class Ingest:
             if isinstance(e, SubscriberEvent) and e.action is SubscriberAction.RESUBSCRIBE
         }
         states: State = dict(self.ledger.subscribers(resubscribes)) if resubscribes else {}
-        fanout = fan_out(events, accounts, states, self.windows, now, self._routes)
-        added = self.ledger.insert(fanout.rows, fanout.changes, now=now)
+        fanout = fan_out(events, accounts, dict(states), self.windows, now, self._routes)
+        try:
+            added = self.ledger.insert(fanout.rows, fanout.changes, now=now)
+        except (DataError, IntegrityError):
+            # the database refused something validation let through: retrying the batch would
+            # stop its partitions for good, so find the events it refuses and set them aside
+            fanout, added, refused = self._store_apart(events, accounts, states, now)
+            letters += refused
 
         for (kind, reason), count in fanout.dropped.items():
             metrics.EVENTS_DROPPED.labels(kind, reason).inc(count)
@@ -305,6 +312,36 @@ class Ingest:
             added=added,
             dropped=sum(fanout.dropped.values()),
         )
+
+    def _store_apart(
+        self,
+        events: Sequence[tuple[Consumed, Event]],
+        accounts: Mapping[str, Account],
+        states: State,
+        now: datetime,
+    ) -> tuple[Fanout, int, list[DeadLetter]]:
+        """Each event in a transaction of its own; those the database refuses are dead-lettered
+        (acknowledged before this returns) with the database's reason, never its values."""
+        stored, added, letters = Fanout(), 0, []
+        for record, event in events:
+            trial = dict(states)
+            one = fan_out([(record, event)], accounts, trial, self.windows, now, self._routes)
+            try:
+                added += self.ledger.insert(one.rows, one.changes, now=now)
+            except (DataError, IntegrityError) as exc:
+                reason = f"the ledger refused it: {_short(exc)}"
+                metrics.EVENTS_REJECTED.labels(record.topic, dead_letters.INVALID_EVENT).inc()
+                log.warning("set aside %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+                letters.append(
+                    dead_letters.undecodable(record.original(), dead_letters.INVALID_EVENT, reason, now, record.replay_count)
+                )
+                continue
+            states = trial
+            stored.rows += one.rows
+            stored.changes += one.changes
+            stored.dropped.update(one.dropped)
+        self.sink.send(letters)
+        return stored, added, letters
 
     def _decode(self, record: Consumed) -> Event:
         model = self.topic_models.get(record.topic)
