@@ -494,11 +494,10 @@ def replay(
                     "auto.offset.reset": "earliest",
                 }
             )
-            publisher = Publisher(bootstrap or config.bootstrap_servers, serde)
+            sink = DeadLetterSink.connect(bootstrap or config.bootstrap_servers, serde, config.dead_letter_prefix)
         except WritebackError as exc:
             raise _fail(str(exc), 1) from None
         settings = StoredSettings(ledger)
-        sink = DeadLetterSink(publisher, config.dead_letter_prefix)
         flusher = build_flusher(config, ledger, settings, serde, sink)
         ingest = Ingest(ledger, serde, config.topic_models(), settings, sink)
         replayer = replaying.Replayer(
@@ -540,7 +539,7 @@ def replay(
                 )
         finally:
             flusher.close()
-            publisher.close()
+            sink.close()
             consumer.close()
     verdicts = ", ".join(f"{n} {v}" for v, n in sorted(summary.verdicts.items())) or "nothing to do"
     outcomes = ", ".join(f"{n} {s}" for s, n in sorted(summary.outcomes.items()))

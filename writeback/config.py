@@ -34,6 +34,12 @@ class ServiceConfig(BaseSettings):
     schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
     database_url: str = "sqlite:///writeback.db"
     group_id: str = "writeback"
+    instance_id: str | None = Field(
+        None,
+        description="This instance's stable name in the consumer group (static membership): a "
+        "restarted instance gets its partitions back at once instead of after the session timeout. "
+        "Unique per instance, kept across restarts (e.g. the StatefulSet pod name).",
+    )
     subscriber_topic: str = SUBSCRIBER_TOPIC
     activity_topic: str = ACTIVITY_TOPIC
     community_topic: str = COMMUNITY_TOPIC
@@ -68,4 +74,4 @@ class ServiceConfig(BaseSettings):
             # librdkafka's 1000 ms default throttles a fast consumer ~4.7x (local-stack notes).
             "fetch.queue.backoff.ms": 1,
             "partition.assignment.strategy": "cooperative-sticky",
-        }
+        } | ({"group.instance.id": self.instance_id} if self.instance_id else {})

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError
+
 
 class WritebackError(Exception):
     """Base for errors this package raises deliberately."""
@@ -33,3 +39,11 @@ class BrokerUnavailable(WritebackError):
 
 class PublishError(WritebackError):
     """Some events were not acknowledged by the broker."""
+
+    def __init__(self, message: str, failures: Sequence[tuple[Any, KafkaError]] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)  # (record, the broker's or client's error) per failed record
+
+
+class RecordTooLarge(PublishError):
+    """A record is larger than the producer or the topic accepts (MSG_SIZE_TOO_LARGE)."""

@@ -595,6 +595,13 @@ class OriginalRecord(BaseModel):
     offset: Int64
     key: bytes | None = None
     value: bytes
+    value_sha256: str | None = None  # set when the value was too large to carry: see `omitted`
+    value_size: int | None = Field(None, ge=0, le=2**63 - 1)
+
+    @property
+    def omitted(self) -> bool:
+        """The value is not carried; it stays readable on its topic at this position."""
+        return self.value_sha256 is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,6 +649,7 @@ class SubscriberEvent(_RecipientEvent):
     reason: NonEmptyStr | None = None
     suppression: KnownSuppressionSubtype | None = Field(default=None, validate_default=True)
     scope: SubscriptionScope | None = None
+    crm_connection_id: AccountId | None = None  # same shape as the settings' connection ids
 
     @field_validator("suppression")
     @classmethod

@@ -26,6 +26,20 @@ WRITEBACKS_INGESTED = Counter(
 DUPLICATES = Counter(
     "writeback_duplicate_events_total", "Redelivered events that added no writeback."
 )
+CONFLICTING_DUPLICATES = Counter(
+    "writeback_conflicting_duplicate_events_total",
+    "Writebacks whose event id was seen again with different content; the first event is kept.",
+)
+DEAD_LETTERS_OMITTED = Counter(
+    "writeback_dead_letters_value_omitted_total",
+    "Dead letters that carry a digest instead of the original value, which was too large to carry.",
+    ["kind"],
+)
+INGEST_ERRORS = Counter(
+    "writeback_ingest_errors_total",
+    "Ingest passes that failed, by what happened: retried (transient) or isolated (records tried one by one).",
+    ["outcome"],
+)
 CONSUMER_LAG = Gauge(
     "writeback_consumer_lag",
     "Records on an event topic partition that ingest has not consumed yet (high watermark minus position).",

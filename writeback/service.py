@@ -25,7 +25,6 @@ from writeback.consumers.breaker import BreakerRegistry
 from writeback.consumers.dead_letters import DeadLetterSink
 from writeback.consumers.lag import ConsumerLag
 from writeback.ledger import Ledger
-from writeback.producers import Publisher
 from writeback.serde import EventSerde, registry_client
 from writeback.settings import Settings, StoredSettings, apply, load_settings
 
@@ -79,8 +78,7 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         log.info("settings applied from %s", config.settings_file)
     settings = StoredSettings(ledger, timedelta(seconds=config.settings_ttl_s))
     serde = EventSerde(registry_client(config.schema_registry_url))
-    publisher = Publisher(config.bootstrap_servers, serde)
-    sink = DeadLetterSink(publisher, config.dead_letter_prefix)
+    sink = DeadLetterSink.connect(config.bootstrap_servers, serde, config.dead_letter_prefix)
     ingest = ingesting.Ingest(ledger, serde, config.topic_models(), settings, sink)
     flusher = build_flusher(config, ledger, settings, serde, sink)
     heartbeat = _Heartbeat("ingest", "flusher")
@@ -115,7 +113,7 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         consumer.close()
         flush_thread.join()
         flusher.close()
-        publisher.close()
+        sink.close()
         if server is not None:
             server.shutdown()
         ledger.close()

@@ -327,7 +327,9 @@ def test_a_marketing_resubscribe_after_a_crm_unsubscribe_is_refused_with_origin_
     # visible in the writeback list of failures
     failed = rows(ledger, status=Status.FAILED)
     assert {r["event_id"] for r in failed} == {refused.event_id}
-    assert ledger.subscriber("acme", "crm@example.org")["unsubscribe_source"] == "CRM_SYNC"
+    for connection in ("acme-sf", "acme-nf"):
+        state = ledger.subscribers([(connection, "crm@example.org")])[(connection, "crm@example.org")]
+        assert (state["status"], state["unsubscribe_source"]) == ("unsubscribed", "CRM_SYNC")
     consumer.close()
 
 

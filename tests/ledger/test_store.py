@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from writeback.ledger import NewWriteback, RowResult, SubscriberChange
+from writeback.ledger import Inserted, NewWriteback, RowResult, StateChange
 from writeback.ledger.tables import metadata
 from writeback.writebacks import Status, WritebackClass
 
@@ -19,7 +19,7 @@ LEASE = timedelta(seconds=30)
 
 
 def row(n: int, *, recipient: str = "r1", closes: datetime | None = T0, minutes: int = 0,
-        connection: str = "c1", mailing: str | None = None) -> NewWriteback:  # fmt: skip
+        connection: str = "c1", mailing: str | None = None, payload: dict | None = None) -> NewWriteback:  # fmt: skip
     return NewWriteback(
         id=f"wb-{connection}-{n}",
         account_id="acct",
@@ -30,15 +30,25 @@ def row(n: int, *, recipient: str = "r1", closes: datetime | None = T0, minutes:
         recipient_key=recipient,
         occurred_at=T0 + timedelta(minutes=minutes),
         window_closes_at=closes,
-        payload=json.dumps({"n": n}),
+        payload=json.dumps(payload or {"n": n}),
         mailing_id=mailing,
     )
 
 
 def test_inserting_the_same_event_twice_adds_one_row(ledger):
-    assert ledger.insert([row(1), row(2)], now=T0) == 2
-    assert ledger.insert([row(1), row(2), row(3)], now=T0) == 1
+    assert ledger.insert([row(1), row(2)], now=T0) == Inserted(2)
+    assert ledger.insert([row(1), row(2), row(3)], now=T0) == Inserted(1)
     assert ledger.counts() == {("c1", "pending"): 3}
+
+
+def test_an_event_id_reused_for_other_content_keeps_the_first_and_is_counted(ledger):
+    assert ledger.insert([row(1), row(2)], now=T0) == Inserted(2)
+    again = [row(1), row(2, payload={"n": 2, "action": "RESUBSCRIBE"})]
+    assert ledger.insert(again, now=T0) == Inserted(0, conflicting=1)
+    assert json.loads(json.dumps(ledger.get("wb-c1-2")["payload"])) == {"n": 2}
+    # within one batch too: the first of two rows with one id is kept
+    twice = [row(3), row(3, payload={"n": "other"})]
+    assert ledger.insert(twice, now=T0) == Inserted(1, conflicting=1)
 
 
 def test_the_migrations_build_exactly_the_tables_the_code_declares(ledger):
@@ -59,7 +69,7 @@ def test_an_inserted_row_reads_back_with_every_value_it_was_given(ledger):
         mailing_id="m1", source_topic="t", source_partition=3, source_offset=2**40,
     )  # fmt: skip
     now = datetime(2026, 3, 8, 14, 31, 0, 5, tzinfo=UTC)
-    assert ledger.insert([given], now=now) == 1
+    assert ledger.insert([given], now=now) == Inserted(1)
     stored = ledger.get("wb-1")
     assert stored is not None
     assert stored["occurred_at"] == datetime(2026, 3, 8, 14, 30, 1, 123456, tzinfo=UTC)
@@ -162,33 +172,60 @@ def test_outcomes_are_recorded_only_by_the_claim_holder(ledger):
     assert ledger.get("wb-c1-2")["status"] == "pending"
 
 
+def change(n: int, status: str, source: str | None = None, by: str | None = None, *, minutes: int = 0,
+           connection: str = "c1", known_as: tuple[str, ...] = ("r1",)) -> StateChange:  # fmt: skip
+    return StateChange(f"ev-{n}", connection, known_as, status, T0 + timedelta(minutes=minutes), source, by)
+
+
+def state(ledger, connection: str = "c1", identity: str = "r1") -> tuple | None:
+    found = ledger.subscribers([(connection, identity)]).get((connection, identity))
+    return (found["status"], found["unsubscribe_source"], found["unsubscribe_connection_id"]) if found else None
+
+
 def test_subscriber_state_keeps_the_latest_event_whatever_the_arrival_order(ledger):
-    unsub = SubscriberChange("acct", "r1", "unsubscribed", "CRM_SYNC", T0 + timedelta(hours=1))
-    older_resub = SubscriberChange("acct", "r1", "subscribed", None, T0)
-    ledger.insert([], [unsub], now=T0)
-    ledger.insert([], [older_resub], now=T0)
-    state = ledger.subscriber("acct", "r1")
-    assert (state["status"], state["unsubscribe_source"]) == ("unsubscribed", "CRM_SYNC")
+    ledger.insert([], [change(1, "unsubscribed", "CRM_SYNC", "c1", minutes=60)], now=T0)
+    ledger.insert([], [change(2, "subscribed")], now=T0)
+    assert state(ledger) == ("unsubscribed", "CRM_SYNC", "c1")
+
+
+def test_subscriber_state_is_kept_per_connection_and_under_every_identity(ledger):
+    both = change(1, "unsubscribed", "CRM_SYNC", "c1", known_as=("0031x", "pat@example.org"))
+    ledger.insert([], [both, change(1, "subscribed", connection="c2")], now=T0)
+    assert state(ledger, "c1", "0031x") == state(ledger, "c1", "pat@example.org") == ("unsubscribed", "CRM_SYNC", "c1")
+    assert state(ledger, "c2", "r1") == ("subscribed", None, None)
+    assert state(ledger, "c2", "0031x") is None
+
+
+def test_a_repeated_event_id_changes_no_state_even_with_other_content(ledger):
+    ledger.insert([row(1)], [change(1, "unsubscribed", "MAILING_LINK")], now=T0)
+    impostor = change(1, "unsubscribed", "CRM_SYNC", "c1", minutes=5)
+    assert ledger.insert([row(1, payload={"other": True})], [impostor], now=T0) == Inserted(0, conflicting=1)
+    assert state(ledger) == ("unsubscribed", "MAILING_LINK", None)
+    # nor when both arrive in one batch: the first event, and its state, are kept
+    pair = [change(2, "subscribed", minutes=10), change(2, "unsubscribed", "CRM_SYNC", minutes=20)]
+    ledger.insert([], pair, now=T0)
+    assert state(ledger) == ("subscribed", "MAILING_LINK", None)
 
 
 def test_subscriber_state_is_the_same_whether_changes_arrive_in_one_batch_or_several(database_url):
     from writeback.ledger import Ledger
 
-    resub = SubscriberChange("acct", "r1", "subscribed", None, T0 + timedelta(hours=2))
-    older_crm_unsub = SubscriberChange("acct", "r1", "unsubscribed", "CRM_SYNC", T0 + timedelta(hours=1))
-    ours_unsub = SubscriberChange("acct", "r2", "unsubscribed", "MAILING_LINK", T0)
-    ours_resub = SubscriberChange("acct", "r2", "subscribed", None, T0 + timedelta(hours=1))
+    resub = change(1, "subscribed", minutes=120)
+    older_crm_unsub = change(2, "unsubscribed", "CRM_SYNC", "c1", minutes=60)
+    ours_unsub = change(3, "unsubscribed", "MAILING_LINK", known_as=("r2",))
+    ours_resub = change(4, "subscribed", minutes=60, known_as=("r2",))
     changes = [resub, older_crm_unsub, ours_unsub, ours_resub]
     one, several = Ledger.connect(database_url), Ledger.connect(database_url)
     one.insert([], changes, now=T0)
-    states = {k: one.subscriber("acct", k) for k in ("r1", "r2")}
+    states = {k: state(one, "c1", k) for k in ("r1", "r2")}
     with one.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM subscriber_state")
-    for change in changes:
-        several.insert([], [change], now=T0)
-    assert {k: several.subscriber("acct", k) for k in ("r1", "r2")} == states
-    assert (states["r1"]["status"], states["r1"]["unsubscribe_source"]) == ("subscribed", None)
-    assert (states["r2"]["status"], states["r2"]["unsubscribe_source"]) == ("subscribed", "MAILING_LINK")
+        conn.exec_driver_sql("DELETE FROM subscriber_events")
+    for c in changes:
+        several.insert([], [c], now=T0)
+    assert {k: state(several, "c1", k) for k in ("r1", "r2")} == states
+    assert states["r1"] == ("subscribed", None, None)
+    assert states["r2"] == ("subscribed", "MAILING_LINK", None)
     one.close()
     several.close()
 

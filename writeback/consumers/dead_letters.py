@@ -5,15 +5,26 @@ before ingest commits past an undecodable message). A crash in between leaves th
 (or the offset uncommitted), so the failure is met again and dead-lettered again: a dead letter
 may repeat, never go missing, and replay is idempotent on the writeback id.
 
+A record too large to carry (the original value plus the envelope is more than the topic takes)
+is dead-lettered with a SHA-256 digest and size of the value instead of the value: the original
+stays readable on its topic at the recorded position, and the letter still says why it failed.
+Nothing is ever held back for being large.
+
 Headers follow Kafka Connect's `__connect.errors.*` idea under our own prefix, so tools that only
 read headers (kcat, a console consumer) can see where a record came from and why it failed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from confluent_kafka import KafkaError, KafkaException
+
+from writeback import metrics
+from writeback.errors import BrokerUnavailable, PublishError, RecordTooLarge, WritebackError
 from writeback.events import (
     DLQ_TOPIC_PREFIX,
     EVENT_KINDS,
@@ -22,11 +33,14 @@ from writeback.events import (
     OriginalRecord,
 )
 from writeback.ledger.store import RowResult
-from writeback.producers.publisher import Headers, Publisher
+from writeback.producers.publisher import Headers, Publisher, message_limit
 from writeback.serde import EventSerde
 from writeback.writebacks import Writeback
 
 HEADER_PREFIX = "writeback.errors."
+OMITTED_HEADER = HEADER_PREFIX + "value.omitted"
+log = logging.getLogger("writeback.dead_letters")
+
 INGEST_KIND = "ingest"
 UNDECODABLE = "UNDECODABLE"  # not Avro we can read: bad framing, unknown schema id, corrupt body
 INVALID_EVENT = "INVALID_EVENT"  # decodes, but breaks the contract (field and reason in message)
@@ -47,7 +61,30 @@ def headers(letter: DeadLetter) -> Headers:
             "partition": str(first.partition),
             "offset": str(first.offset),
         }
+        if first.omitted:
+            values["value.omitted"] = f"sha256={first.value_sha256}; size={first.value_size}"
     return [(HEADER_PREFIX + name, value.encode()) for name, value in values.items()]
+
+
+def without_values(letter: DeadLetter) -> DeadLetter:
+    """The letter with each original's key and value replaced by the value's digest and size."""
+    return letter.model_copy(
+        update={
+            "original": tuple(
+                o
+                if o.omitted
+                else o.model_copy(
+                    update={
+                        "key": None,
+                        "value": b"",
+                        "value_sha256": hashlib.sha256(o.value).hexdigest(),
+                        "value_size": len(o.value),
+                    }
+                )
+                for o in letter.original
+            )
+        }
+    )
 
 
 def undecodable(
@@ -77,17 +114,25 @@ def failed_writeback(
     replay_count: int = 0,
 ) -> DeadLetter:
     """A writeback's dead letter; its event is re-framed as Avro under the topic it came from,
-    so replay decodes it exactly as ingest did."""
+    so replay decodes it exactly as ingest did. An event that cannot be re-framed (a stored
+    payload the contract no longer accepts) is left out: the ledger row still holds it, and the
+    letter must not be lost over it."""
     model = EVENT_KINDS[row.event_type]
-    event = model.model_validate(row.event)
     topic, partition, offset = row.source or (model.topic, 0, 0)
-    original = OriginalRecord(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key=event.key().encode(),
-        value=serde.serialize(event, topic),
-    )
+    try:
+        event = model.model_validate(row.event)
+        originals: tuple[OriginalRecord, ...] = (
+            OriginalRecord(
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                key=event.key().encode(),
+                value=serde.serialize(event, topic),
+            ),
+        )
+    except (ValueError, WritebackError) as exc:
+        log.warning("writeback %s: its event cannot be re-framed for the dead letter (%s)", row.id, type(exc).__name__)
+        originals = ()
     return DeadLetter(
         writeback_id=row.id,
         connection_id=row.connection_id,
@@ -100,24 +145,63 @@ def failed_writeback(
         first_failure_at=min(row.first_failed_at or now, now),
         last_failure_at=now,
         replay_count=replay_count,
-        original=(original,),
+        original=originals,
     )
 
 
 class DeadLetterSink:
-    """Produces dead letters and waits for the broker's acknowledgement of every one."""
+    """Produces dead letters and waits for the broker's acknowledgement of every one.
+
+    Size the publisher's `message.max.bytes` with `message_limit`, so a letter the topic would
+    refuse fails at once and goes out in its digest form instead.
+    """
 
     def __init__(self, publisher: Publisher, prefix: str = DLQ_TOPIC_PREFIX) -> None:
         self.publisher = publisher
         self.prefix = prefix
 
+    @classmethod
+    def connect(cls, bootstrap_servers: str, serde: EventSerde, prefix: str = DLQ_TOPIC_PREFIX) -> DeadLetterSink:
+        """A sink whose producer is sized to what the dead-letter topics accept."""
+        try:
+            limit = message_limit(bootstrap_servers, prefix)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"dead-letter topic limits unreadable: {exc}") from None
+        publisher = Publisher(bootstrap_servers, serde, config={"message.max.bytes": limit})
+        return cls(publisher, prefix)
+
+    def close(self) -> None:
+        self.publisher.close()
+
     def topic_for(self, letter: DeadLetter) -> str:
         return self.prefix + letter.crm_kind
 
     def send(self, letters: Sequence[DeadLetter], timeout: float = 30.0) -> None:
-        """Raise PublishError unless every letter was acknowledged."""
-        if not letters:
-            return
+        """Raise PublishError unless every letter (or its digest form) was acknowledged."""
+        too_large = self._produce(letters, timeout)
+        if too_large:
+            smaller = [without_values(letter) for letter in too_large]
+            if self._produce(smaller, timeout):
+                raise PublishError(f"{len(too_large)} dead letters too large even without their values")
+            for letter in smaller:
+                metrics.DEAD_LETTERS_OMITTED.labels(letter.crm_kind).inc()
+            log.warning("%d dead letters carry a digest: their records were too large to carry", len(smaller))
+
+    def _produce(self, letters: Sequence[DeadLetter], timeout: float) -> list[DeadLetter]:
+        """Produce and wait; the letters refused for their size are returned, not raised."""
+        too_large: list[DeadLetter] = []
         for letter in letters:
-            self.publisher.publish(letter, topic=self.topic_for(letter), headers=headers(letter))
-        self.publisher.flush(timeout)
+            try:
+                self.publisher.publish(letter, topic=self.topic_for(letter), headers=headers(letter))
+            except RecordTooLarge:
+                too_large.append(letter)
+        if not letters:
+            return too_large
+        try:
+            self.publisher.flush(timeout)
+        except PublishError as exc:
+            sized = [r for r, e in exc.failures if e.code() == KafkaError.MSG_SIZE_TOO_LARGE]
+            if not exc.failures or len(sized) < len(exc.failures):
+                raise
+            too_large += [r for r in sized if isinstance(r, DeadLetter)]
+        return too_large

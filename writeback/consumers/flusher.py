@@ -94,7 +94,12 @@ class Flusher:
         """One pass: every connection with due rows, as far as its lease and breaker allow."""
         report = FlushReport()
         for connection_id in self.ledger.connections_with_due_rows(self.clock()):
-            self.flush_connection(connection_id, report)
+            try:
+                self.flush_connection(connection_id, report)
+            except (PublishError, RegistryUnavailable) as exc:
+                log.warning("connection %s: dead letters not acknowledged, rows stay in flight: %s", connection_id, exc)
+            except Exception as exc:  # noqa: BLE001 - one connection's trouble must not stop the others
+                log.warning("connection %s: flush failed (%s); its rows are retried", connection_id, type(exc).__name__)
         return report
 
     def flush_connection(self, connection_id: str, report: FlushReport | None = None) -> FlushReport:

@@ -13,9 +13,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -46,7 +47,7 @@ from writeback.events import (
     SubscriberAction,
     SubscriberEvent,
 )
-from writeback.ledger.store import Ledger, NewWriteback, SubscriberChange
+from writeback.ledger.store import Ledger, NewWriteback, StateChange
 from writeback.serde import EventSerde
 from writeback.settings import Account, ConnectionKind, Settings
 from writeback.writebacks import Status, WritebackClass
@@ -64,7 +65,7 @@ _STATUS_AFTER = {
     SubscriberAction.RESUBSCRIBE: "subscribed",
     SubscriberAction.SUBSCRIBE: "subscribed",
 }
-State = dict[tuple[str, str], dict[str, object]]
+State = dict[tuple[str, str], dict[str, Any]]  # (connection, identity) -> subscriber state
 
 
 def writeback_id(event_id: str, connection_id: str) -> str:
@@ -114,7 +115,7 @@ class Consumed:
 @dataclass(slots=True)
 class Fanout:
     rows: list[NewWriteback] = field(default_factory=list)
-    changes: list[SubscriberChange] = field(default_factory=list)
+    changes: list[StateChange] = field(default_factory=list)
     dropped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, reason)
 
 
@@ -137,9 +138,9 @@ def fan_out(
 ) -> Fanout:
     """Route each event to its account's connections, in consumption order.
 
-    `states` is the subscriber state before the batch; it is updated as the batch's own
-    unsubscribes and resubscribes go by, so the origin rule sees an unsubscribe consumed
-    earlier in the same batch.
+    `states` is the subscriber state before the batch, per (connection, identity); it is
+    updated as the batch's own unsubscribes and resubscribes go by, so the origin rule sees an
+    unsubscribe consumed earlier in the same batch.
     """
     out = Fanout()
     closes: dict[tuple[str, WritebackClass], datetime | None] = {}  # one window per batch
@@ -149,19 +150,26 @@ def fan_out(
             out.dropped[("none", "unknown_account")] += 1
             continue
         key = recipient_key(event)
-        refusal = _origin_refusal(event, states.get((event.account_id, key)))
+        known_as = identities(event)
         payload: str | None = None
         mailing = event.mailing.mailing_id if isinstance(event, ActivityEvent) and event.mailing else None
         for connection in account.connections:
+            refusal = None
+            if connection.kind in _ORIGIN_RULE_KINDS:
+                refusal = _origin_refusal(event, connection.id, known_as, states)
+                # a refused resubscribe leaves the CRM's opt-out standing: the next is refused too
+                change = None if refusal is not None else _state_change(event, connection.id, known_as)
+                if change is not None:
+                    out.changes.append(change)
+                    _remember(states, change)
             decision = routes.route(event, connection)
             if decision.wb_class is None:
                 out.dropped[(connection.kind.value, decision.reason or "not_taken")] += 1
                 continue
-            refused = refusal is not None and connection.kind in _ORIGIN_RULE_KINDS
             if payload is None:
                 payload = event.model_dump_json()
             window = (connection.id, decision.wb_class)
-            if not refused and window not in closes:
+            if refusal is None and window not in closes:
                 closes[window] = windows.closes_at(connection, decision.wb_class, now)
             out.rows.append(
                 NewWriteback(
@@ -173,68 +181,102 @@ def fan_out(
                     event_id=event.event_id,
                     recipient_key=key,
                     occurred_at=event.occurred_at,
-                    window_closes_at=None if refused else closes[window],
+                    window_closes_at=None if refusal is not None else closes[window],
                     payload=payload,
                     mailing_id=mailing,
                     source_topic=record.topic,
                     source_partition=record.partition,
                     source_offset=record.offset,
-                    status=Status.FAILED if refused else Status.PENDING,
-                    error_code=ORIGIN_MISMATCH if refused else None,
-                    error_message=refusal if refused else None,
+                    status=Status.FAILED if refusal is not None else Status.PENDING,
+                    error_code=ORIGIN_MISMATCH if refusal is not None else None,
+                    error_message=refusal,
                 )
             )
-        # a refused resubscribe leaves the CRM's opt-out standing: the next one is refused too
-        change = None if refusal is not None else _state_change(event, key)
-        if change is not None:
-            out.changes.append(change)
-            _remember(states, change)
     return out
 
 
-def _origin_refusal(event: Event, state: Mapping[str, object] | None) -> str | None:
-    """Why a marketing-side resubscribe may not undo an unsubscribe the CRM made, if so."""
+def identities(event: Event) -> tuple[str, ...]:
+    """Every name the recipient goes by in subscriber state: a CRM-side unsubscribe keyed by
+    email must still match a resubscribe that carries the integration id, and the reverse."""
+    if isinstance(event, CommunityListEvent):
+        return ()
+    recipient = event.recipient
+    email = recipient.email.lower() if recipient.email else None
+    return tuple(i for i in (recipient.integration_id, email) if i)
+
+
+def state_keys(events: Iterable[Event], accounts: Mapping[str, Account]) -> set[tuple[str, str]]:
+    """The (connection, identity) states the origin rule may read for these events."""
+    keys = set()
+    for event in events:
+        if not isinstance(event, SubscriberEvent) or event.action is not SubscriberAction.RESUBSCRIBE:
+            continue
+        account = accounts.get(event.account_id)
+        for connection in account.connections if account else ():
+            if connection.kind in _ORIGIN_RULE_KINDS:
+                keys.update((connection.id, i) for i in identities(event))
+    return keys
+
+
+def _origin_refusal(
+    event: Event, connection_id: str, known_as: Sequence[str], states: State
+) -> str | None:
+    """Why a marketing-side resubscribe may not undo an unsubscribe this CRM made, if so."""
     if not isinstance(event, SubscriberEvent) or event.action is not SubscriberAction.RESUBSCRIBE:
         return None
-    if event.source is Source.CRM_SYNC or state is None:
+    if event.source is Source.CRM_SYNC:
         return None
+    found = [s for i in known_as if (s := states.get((connection_id, i))) is not None]
+    if not found:
+        return None
+    state = max(found, key=lambda s: s["last_event_at"])
     if state.get("status") == "subscribed" or state.get("unsubscribe_source") != Source.CRM_SYNC.value:
         return None
+    if state.get("unsubscribe_connection_id") not in (None, connection_id):
+        return None  # the opt-out was made in another CRM
     return (
-        "the recipient's last unsubscribe came from the CRM (source CRM_SYNC); "
+        "the recipient's last unsubscribe came from this CRM (source CRM_SYNC); "
         "a resubscribe from the marketing side cannot undo it"
     )
 
 
-def _state_change(event: Event, key: str) -> SubscriberChange | None:
-    if not isinstance(event, SubscriberEvent):
+def _state_change(event: Event, connection_id: str, known_as: tuple[str, ...]) -> StateChange | None:
+    if not isinstance(event, SubscriberEvent) or not known_as:
         return None
     status = _STATUS_AFTER.get(event.action)
     if status is None:
         return None
     unsubscribed = event.action in (SubscriberAction.UNSUBSCRIBE, SubscriberAction.BAD_EMAIL)
-    return SubscriberChange(
-        account_id=event.account_id,
-        recipient_key=key,
+    from_crm = unsubscribed and event.source is Source.CRM_SYNC
+    return StateChange(
+        event_id=event.event_id,
+        connection_id=connection_id,
+        identities=known_as,
         status=status,
-        unsubscribe_source=event.source.value if unsubscribed else None,
         occurred_at=event.occurred_at,
+        unsubscribe_source=event.source.value if unsubscribed else None,
+        unsubscribe_connection_id=event.crm_connection_id if from_crm else None,
     )
 
 
-def _remember(states: State, change: SubscriberChange) -> None:
+def _remember(states: State, change: StateChange) -> None:
     """The ledger's rule, in memory: the latest `occurred_at` wins."""
-    key = (change.account_id, change.recipient_key)
-    before = states.get(key)
-    last = before.get("last_event_at") if before else None
-    if isinstance(last, datetime) and last > change.occurred_at:
-        return
-    states[key] = {
-        "status": change.status,
-        "unsubscribe_source": change.unsubscribe_source
-        or (before.get("unsubscribe_source") if before else None),
-        "last_event_at": change.occurred_at,
-    }
+    occurred_at = change.occurred_at
+    for identity in change.identities:
+        key = (change.connection_id, identity)
+        before = states.get(key)
+        last = before.get("last_event_at") if before else None
+        if isinstance(last, datetime) and last > occurred_at:
+            continue
+        kept = change.unsubscribe_source is None and before is not None
+        states[key] = {
+            "status": change.status,
+            "unsubscribe_source": before.get("unsubscribe_source") if kept else change.unsubscribe_source,
+            "unsubscribe_connection_id": before.get("unsubscribe_connection_id")
+            if kept
+            else change.unsubscribe_connection_id,
+            "last_event_at": occurred_at,
+        }
 
 
 class Ingest:
@@ -282,15 +324,13 @@ class Ingest:
         if settings is not self._routed:
             self._routes, self._routed = Routes(), settings
         accounts = {a.id: a for a in settings.accounts}
-        resubscribes = {
-            (e.account_id, recipient_key(e))
-            for _, e in events
-            if isinstance(e, SubscriberEvent) and e.action is SubscriberAction.RESUBSCRIBE
-        }
-        states: State = dict(self.ledger.subscribers(resubscribes)) if resubscribes else {}
+        keys = state_keys((e for _, e in events), accounts)
+        states: State = self.ledger.subscribers(keys) if keys else {}
         fanout = fan_out(events, accounts, dict(states), self.windows, now, self._routes)
         try:
-            added = self.ledger.insert(fanout.rows, fanout.changes, now=now)
+            inserted = self.ledger.insert(fanout.rows, fanout.changes, now=now)
+            added = inserted.added
+            self._report_conflicts(inserted.conflicting)
         except (DataError, IntegrityError):
             # the database refused something validation let through: retrying the batch would
             # stop its partitions for good, so find the events it refuses and set them aside
@@ -327,7 +367,9 @@ class Ingest:
             trial = dict(states)
             one = fan_out([(record, event)], accounts, trial, self.windows, now, self._routes)
             try:
-                added += self.ledger.insert(one.rows, one.changes, now=now)
+                inserted = self.ledger.insert(one.rows, one.changes, now=now)
+                added += inserted.added
+                self._report_conflicts(inserted.conflicting)
             except (DataError, IntegrityError) as exc:
                 reason = f"the ledger refused it: {_short(exc)}"
                 metrics.EVENTS_REJECTED.labels(record.topic, dead_letters.INVALID_EVENT).inc()
@@ -343,6 +385,15 @@ class Ingest:
         self.sink.send(letters)
         return stored, added, letters
 
+    @staticmethod
+    def _report_conflicts(conflicting: int) -> None:
+        if conflicting:
+            metrics.CONFLICTING_DUPLICATES.inc(conflicting)
+            log.warning(
+                "%d writebacks' event ids were seen before with different content; the first events are kept",
+                conflicting,
+            )
+
     def _decode(self, record: Consumed) -> Event:
         model = self.topic_models.get(record.topic)
         if model is None:
@@ -352,6 +403,7 @@ class Ingest:
 
 # the batch could not be made durable; it is consumed again after a pause
 _RETRYABLE = (SQLAlchemyError, PublishError, RegistryUnavailable)
+INGEST_ERROR = "INGEST_ERROR"  # handling this record raised: a bug it triggers, set aside
 
 
 def run(
@@ -366,22 +418,57 @@ def run(
 ) -> None:
     """The ingest loop: consume, store, commit; never dies on one record or a passing outage.
 
+    What cannot be made durable now (database, broker or registry away) is retried from the
+    same position; any other failure is the batch's records' doing, so they are handled one by
+    one and a record that still fails is dead-lettered: one record never stops a partition.
     Rebalances happen inside `consume`, between batches, and every batch is committed before
     the next `consume`: a revoked partition never has an in-progress batch to finish or abandon.
     """
     while not stop.is_set():
-        records = _records(consumer.consume(batch_size, timeout=poll_timeout))
+        try:
+            messages = consumer.consume(batch_size, timeout=poll_timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.fatal():
+                raise  # e.g. another instance took this group.instance.id: no retry can help
+            log.warning("consume failed, retrying: %s", _short(exc))
+            stop.wait(retry_pause)
+            continue
+        records = _records(messages)
         on_pass()
         if not records:
             continue
         try:
-            ingest.handle(records)
+            try:
+                ingest.handle(records)
+            except _RETRYABLE:
+                raise
+            except Exception as exc:  # noqa: BLE001 - isolate the record that causes it
+                metrics.INGEST_ERRORS.labels("isolated").inc()
+                log.error("batch of %d failed (%s); storing its records one by one", len(records), _short(exc))
+                for record in records:
+                    _handle_alone(ingest, record)
         except _RETRYABLE as exc:
+            metrics.INGEST_ERRORS.labels("retried").inc()
             log.warning("batch of %d not stored, retrying: %s", len(records), _short(exc))
             rewind(consumer, records)
             stop.wait(retry_pause)
             continue
         commit(consumer, records)
+
+
+def _handle_alone(ingest: Ingest, record: Consumed) -> None:
+    try:
+        ingest.handle([record])
+    except _RETRYABLE:
+        raise
+    except Exception as exc:  # noqa: BLE001 - this record triggers it: set it aside
+        reason = f"ingest failed on this record ({type(exc).__name__}); report it with the record's position"
+        log.error("set aside %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        metrics.EVENTS_REJECTED.labels(record.topic, INGEST_ERROR).inc()
+        ingest.sink.send(
+            [dead_letters.undecodable(record.original(), INGEST_ERROR, reason, ingest.clock(), record.replay_count)]
+        )
 
 
 def _records(messages: Sequence[Message]) -> list[Consumed]:

@@ -1,5 +1,5 @@
 """The ledger: the durable writeback list (SQLite by default, PostgreSQL in production)."""
 
-from writeback.ledger.store import Ledger, NewWriteback, RowResult, SubscriberChange
+from writeback.ledger.store import Inserted, Ledger, NewWriteback, RowResult, StateChange
 
-__all__ = ["Ledger", "NewWriteback", "RowResult", "SubscriberChange"]
+__all__ = ["Inserted", "Ledger", "NewWriteback", "RowResult", "StateChange"]

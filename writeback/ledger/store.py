@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+import json
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from writeback.ledger.tables import (
     accounts,
     connections,
     flush_leases,
+    subscriber_events,
     subscriber_state,
     writebacks,
 )
@@ -54,6 +56,27 @@ class NewWriteback:
 
 
 @dataclass(frozen=True, slots=True)
+class StateChange:
+    """What a subscriber event does to its recipient's state on one connection: recorded for
+    every connection the origin rule protects, whether or not the event is written to it (a
+    CRM's own unsubscribe is not written back to it, and is exactly what the rule remembers)."""
+
+    event_id: str
+    connection_id: str
+    identities: tuple[str, ...]  # every identity the event carries (integration id, email)
+    status: str  # subscribed | unsubscribed | bad_email
+    occurred_at: datetime
+    unsubscribe_source: str | None = None
+    unsubscribe_connection_id: str | None = None  # the CRM connection a CRM_SYNC came from
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    added: int  # rows that were new
+    conflicting: int = 0  # rows whose id existed with a different event: the first one is kept
+
+
+@dataclass(frozen=True, slots=True)
 class RowResult:
     """The ledger's record of one flush outcome, already decided by the flusher's policy."""
 
@@ -63,15 +86,6 @@ class RowResult:
     error_message: str | None = None
     next_attempt_at: datetime | None = None
     counts_attempt: bool = True  # False for waits that are not the row's failure (order, credentials)
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberChange:
-    account_id: str
-    recipient_key: str
-    status: str
-    unsubscribe_source: str | None
-    occurred_at: datetime
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -112,16 +126,18 @@ class Ledger:
     # ingest ---------------------------------------------------------------------------
 
     def insert(
-        self, rows: Sequence[NewWriteback], changes: Sequence[SubscriberChange] = (), *, now: datetime
-    ) -> int:
-        """Insert rows in one transaction; existing ids are skipped. Returns rows added.
+        self, rows: Sequence[NewWriteback], changes: Sequence[StateChange] = (), *, now: datetime
+    ) -> Inserted:
+        """Insert rows and apply state changes in one transaction. Existing ids are skipped, and
+        the changes of an event id seen before are too, so state follows the stored events.
 
         This is ingest's hot path, so the rows go to the driver's executemany as ready tuples,
         without SQLAlchemy's per-row parameter processing (bench/results/ingest.md: within 1.2x
-        of the database's own time for the same statement).
+        of the database's own time for the same statement). Redelivered batches pay one more
+        read, to tell a harmless repeat from the same event id reused for other content.
         """
         if not rows and not changes:
-            return 0
+            return Inserted(0)
         stamp = _sqlite_stamp if self.dialect == "sqlite" else _aware
         created = stamp(now)
         params = [
@@ -150,30 +166,25 @@ class Ledger:
             for r in rows
         ]
         with self.engine.begin() as conn:
-            added = 0
+            added = conflicting = 0
             if params:
                 # no RETURNING: the driver's row count says how many were new
                 sql = _insert_rows_sql(self.engine.dialect.paramstyle)
                 added = conn.execution_options(preserve_rowcount=True).exec_driver_sql(sql, params).rowcount
-            merged = _latest_changes(changes)
-            if merged:
-                conn.execute(_upsert_subscriber(self.dialect), merged)
-        return added
+                conflicting = _conflicting(conn, rows) if added < len(rows) else 0
+            if changes:
+                event_ids = list(dict.fromkeys(c.event_id for c in changes))
+                seen = _present(conn, subscriber_events.c.event_id, event_ids)
+                fresh = [e for e in event_ids if e not in seen]
+                if fresh:
+                    conn.execute(subscriber_events.insert(), [{"event_id": e} for e in fresh])
+                merged = _state_rows(changes, seen)
+                if merged:
+                    conn.execute(_upsert_subscriber(self.dialect), merged)
+        return Inserted(added, conflicting)
 
-    def subscriber(self, account_id: str, recipient_key: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(subscriber_state).where(
-                    subscriber_state.c.account_id == account_id,
-                    subscriber_state.c.recipient_key == recipient_key,
-                )
-            ).mappings().first()
-        return dict(row) if row else None
-
-    def subscribers(
-        self, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], dict[str, Any]]:
-        """Subscriber state for many (account, recipient) pairs in one round trip per 500."""
+    def subscribers(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Subscriber state for many (connection, identity) pairs in one round trip per 500."""
         wanted = sorted(set(keys))
         found: dict[tuple[str, str], dict[str, Any]] = {}
         with self.engine.connect() as conn:
@@ -181,10 +192,10 @@ class Ledger:
                 chunk = wanted[start : start + 500]
                 rows = conn.execute(
                     sa.select(subscriber_state).where(
-                        sa.tuple_(subscriber_state.c.account_id, subscriber_state.c.recipient_key).in_(chunk)
+                        sa.tuple_(subscriber_state.c.connection_id, subscriber_state.c.identity).in_(chunk)
                     )
                 ).mappings()
-                found.update({(r["account_id"], r["recipient_key"]): dict(r) for r in rows})
+                found.update({(r["connection_id"], r["identity"]): dict(r) for r in rows})
         return found
 
     # flushing ---------------------------------------------------------------------------
@@ -484,24 +495,58 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-def _latest_changes(changes: Sequence[SubscriberChange]) -> list[dict[str, Any]]:
-    """One change per recipient, as applying them one by one in arrival order would leave it
-    (an older change than the one already applied is ignored, as the upsert's WHERE does): a
-    batch's repeats must collapse, since one statement may not update a row twice."""
+def _present(conn: sa.Connection, column: sa.Column[str], values: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        found.update(conn.execute(sa.select(column).where(column.in_(chunk))).scalars())
+    return found
+
+
+def _conflicting(conn: sa.Connection, rows: Sequence[NewWriteback]) -> int:
+    """Rows whose id is stored with another event's content (the same event id published twice
+    with different data); a plain redelivery matches what is stored."""
+    stored: dict[str, Any] = {}
+    ids = list({r.id for r in rows})
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        stored.update(conn.execute(sa.select(writebacks.c.id, writebacks.c.payload).where(writebacks.c.id.in_(chunk))).all())
+    conflicting = 0
+    for row in rows:
+        kept = stored.get(row.id)
+        if isinstance(kept, str):  # SQLite hands back the JSON text when read this way
+            kept = json.loads(kept)
+        conflicting += kept is not None and kept != json.loads(row.payload)
+    return conflicting
+
+
+def _state_rows(changes: Sequence[StateChange], seen: set[str]) -> list[dict[str, Any]]:
+    """One state row per (connection, identity) from the changes of events not seen before, as
+    applying them one by one in arrival order would leave it (an older change than the one
+    already applied is ignored, as the upsert's WHERE does): one statement may not update a row
+    twice. Of two changes of one event id to one connection, the first is the event's."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
+    applied: set[tuple[str, str]] = set()
     for change in changes:
-        key = (change.account_id, change.recipient_key)
-        before = latest.get(key)
-        if before is not None and before["last_event_at"] > change.occurred_at:
+        if change.event_id in seen or (change.event_id, change.connection_id) in applied:
             continue
-        latest[key] = {
-            "account_id": change.account_id,
-            "recipient_key": change.recipient_key,
-            "status": change.status,
-            "unsubscribe_source": change.unsubscribe_source
-            or (before["unsubscribe_source"] if before else None),
-            "last_event_at": change.occurred_at,
-        }
+        applied.add((change.event_id, change.connection_id))
+        for identity in change.identities:
+            key = (change.connection_id, identity)
+            before = latest.get(key)
+            if before is not None and before["last_event_at"] > change.occurred_at:
+                continue
+            kept = change.unsubscribe_source is None and before is not None
+            latest[key] = {
+                "connection_id": change.connection_id,
+                "identity": identity,
+                "status": change.status,
+                "unsubscribe_source": before["unsubscribe_source"] if kept else change.unsubscribe_source,
+                "unsubscribe_connection_id": before["unsubscribe_connection_id"]
+                if kept
+                else change.unsubscribe_connection_id,
+                "last_event_at": change.occurred_at,
+            }
     return list(latest.values())
 
 
@@ -510,11 +555,15 @@ def _upsert_subscriber(dialect: str) -> Any:
     stmt = _insert(dialect, subscriber_state)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(
-        index_elements=["account_id", "recipient_key"],
+        index_elements=["connection_id", "identity"],
         set_={
             "status": excluded.status,
             "unsubscribe_source": sa.func.coalesce(
                 excluded.unsubscribe_source, subscriber_state.c.unsubscribe_source
+            ),
+            "unsubscribe_connection_id": sa.case(
+                (excluded.unsubscribe_source.is_not(None), excluded.unsubscribe_connection_id),
+                else_=subscriber_state.c.unsubscribe_connection_id,
             ),
             "last_event_at": excluded.last_event_at,
         },

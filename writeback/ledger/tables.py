@@ -101,13 +101,25 @@ writebacks = sa.Table(
 )
 
 subscriber_state = sa.Table(
+    # Per (connection, identity), so an opt-out made in one CRM never blocks another CRM's
+    # writeback. A recipient is known by each identity its events carry (integration id, and
+    # email lower-cased); a change is recorded under all of them.
     "subscriber_state",
     metadata,
-    sa.Column("account_id", sa.String(64), primary_key=True),
-    sa.Column("recipient_key", sa.String(320), primary_key=True),
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("identity", sa.String(320), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),  # subscribed | unsubscribed | bad_email
     sa.Column("unsubscribe_source", sa.String(32)),  # where the last unsubscribe came from
+    sa.Column("unsubscribe_connection_id", sa.String(64)),  # the CRM connection, for CRM_SYNC
     sa.Column("last_event_at", UTCDateTime, nullable=False),
+)
+
+subscriber_events = sa.Table(
+    # the subscriber events whose state changes were applied: an event id seen again (the same
+    # event redelivered, or reused for other content) changes no state
+    "subscriber_events",
+    metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
 )
 
 flush_leases = sa.Table(

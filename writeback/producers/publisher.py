@@ -11,14 +11,32 @@ from types import TracebackType
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from writeback.errors import BrokerUnavailable, PublishError
+from writeback.errors import BrokerUnavailable, PublishError, RecordTooLarge
 from writeback.events import DeadLetter, Event
 from writeback.serde import EventSerde
 
 Record = Event | DeadLetter
 DeliveryCallback = Callable[[Record, KafkaError | None], None]
 Headers = list[tuple[str, bytes]]
+
+
+def message_limit(bootstrap_servers: str, topic_prefix: str, timeout: float = 10.0) -> int:
+    """The largest record the broker takes on the topics named with this prefix: the smallest
+    of their `max.message.bytes` and of the broker's `message.max.bytes`, which topics created
+    later inherit. A producer sized to it fails fast on a record that would be refused anyway."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    metadata = admin.list_topics(timeout=timeout)
+    resources = [ConfigResource(ResourceType.BROKER, str(next(iter(metadata.brokers))))]
+    resources += [ConfigResource(ResourceType.TOPIC, t) for t in metadata.topics if t.startswith(topic_prefix)]
+    limits = []
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        entries = future.result(timeout)
+        name = "message.max.bytes" if resource.restype == ResourceType.BROKER else "max.message.bytes"
+        if name in entries and entries[name].value is not None:
+            limits.append(int(entries[name].value))
+    return min(limits) if limits else 1_000_000
 
 
 class Publisher:
@@ -82,6 +100,11 @@ class Publisher:
                 break
             except BufferError:
                 self._producer.poll(0.1)  # local queue full: serve delivery reports, then retry
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise RecordTooLarge(f"{len(value)} bytes: {error.str()}", [(event, error)]) from None
+                raise PublishError(f"not produced: {error.str() if error else exc}") from None
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:
@@ -96,7 +119,7 @@ class Publisher:
         failures, self.failures = self.failures, []
         if failures:
             reasons = sorted({error.str() for _, error in failures})
-            raise PublishError(f"{len(failures)} events failed: {'; '.join(reasons)}")
+            raise PublishError(f"{len(failures)} events failed: {'; '.join(reasons)}", failures)
 
     def close(self) -> None:
         self._producer.flush(30)
