@@ -17,14 +17,17 @@ deps: system-deps $(VENV)/.installed stack-build
 system-deps:
 	bash deploy/local/install-system-deps.sh
 
-$(VENV)/.installed: pyproject.toml
+# Two distributions, both editable: the runtime (with its test extras) and dev/ (simulators,
+# local stack, demo, samples), in one pip command so `writeback-dev`'s requirement on `writeback`
+# resolves to this checkout.
+$(VENV)/.installed: pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -e dev
 	touch $@
 
 stack-build: $(VENV)/.installed
-	$(PY) -m writeback.localstack
+	$(PY) -m writeback_dev.localstack
 
 bench: deps
 	$(PY) -m bench

@@ -82,7 +82,7 @@ def make_events(count: int) -> list:
     tracking connection takes (all but RESUBSCRIBE and BAD_EMAIL, for which 001 has no row), so
     every event makes exactly one ledger row. Each copy has its own event id and one of 50
     accounts."""
-    from writeback import samples
+    from writeback_dev import samples
     from writeback.consumers.routing import route
     from writeback.settings import parse_settings
 
@@ -134,7 +134,7 @@ def publish_backlog(stack: Stack, events: list, partitions: int) -> dict[tuple[s
 @contextmanager
 def started_stack(*, with_postgres: bool) -> Iterator[Stack]:
     """The local stack every ingest benchmark runs against, started for the length of a run."""
-    from writeback.localstack import LocalStack
+    from writeback_dev.localstack import LocalStack
 
     log("starting Kafka, the schema registry" + (" and PostgreSQL" if with_postgres else "") + " ...")
     with LocalStack.create(with_postgres=with_postgres) as local:

@@ -40,7 +40,7 @@ def make_events(count: int) -> list:
     Each copy gets its own event id and one of 50 accounts, so keys spread over partitions the
     way many recipients do; the samples cover every subcode and action, so sizes are realistic.
     """
-    from writeback import samples
+    from writeback_dev import samples
 
     base = [e for e in samples.all_event_samples() if e.event_type in ("activity", "subscriber")]
     events = []
@@ -189,7 +189,7 @@ def main(argv: list[str]) -> int:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from writeback.events import ACTIVITY_TOPIC, SUBSCRIBER_TOPIC
-    from writeback.localstack import LocalStack
+    from writeback_dev.localstack import LocalStack
     from writeback.serde import EventSerde, registry_client
 
     log(f"bench publish: {args.events:,} events (a, b), {args.cli_events:,} (c), {args.repeats} repeats")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from writeback.adapters.salesforce_sim import SalesforceSim
 from writeback.ledger import Ledger
-from writeback.localstack import KafkaBroker, PostgresServer, SchemaRegistry
+from writeback_dev.localstack import KafkaBroker, PostgresServer, SchemaRegistry
+from writeback_dev.simulators.salesforce import SalesforceSim
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import test_service
 from tests.consumers.conftest import subscriber, wait_for
-from tests.test_service import Instances, by_status, release_all_windows
-from writeback.adapters.salesforce_sim import SalesforceSim
+from tests.test_service import Instances, by_status, held_subscriber_schedule, release_all_windows
+from writeback_dev.simulators.salesforce import SalesforceSim
 from writeback.consumers.ingest import writeback_id
 from writeback.events import ActivityEvent, Event, SubscriberEvent, parse_event
 from writeback.ledger import Ledger
@@ -52,14 +52,15 @@ def stamp(moment: datetime, zone: str) -> str:
 
 def connection_toml(sim: SalesforceSim, connection_id: str, *, defaults: bool = False, suppress: bool = False) -> str:
     """A Salesforce connection on the simulator; `defaults` leaves writebacks and schedules to
-    the kind's defaults (002: Sent only, activity Manual); `suppress` leaves Email Opt Out alone."""
+    the kind's defaults (002: Sent only, activity Manual), otherwise activity is manual and
+    subscriber status held until `send-activity`; `suppress` leaves Email Opt Out alone."""
     lines = ["[[accounts.connections]]", f'id = "{connection_id}"', 'kind = "salesforce"']
     if suppress:
         lines.append("suppress_email_opt_out = true")
     if not defaults:
         lines += [
             'writebacks = { mailing_activity = ["sent", "opened"] }',
-            'schedules = { subscriber = { kind = "manual" }, activity = { kind = "manual" } }',
+            f'schedules = {{ subscriber = {held_subscriber_schedule()}, activity = {{ kind = "manual" }} }}',
         ]
     lines.append(
         f'crm = {{ login_url = "{sim.login_url}", client_id = "{sim.client_id}", '
@@ -281,7 +282,7 @@ def test_unsubscribe_bad_email_resubscribe_order_and_origin_rule_land_in_salesfo
         # every event one row, except the CRM's own unsubscribe (not written back to the CRM)
         wait_for(lambda: count_rows(ledger) == len(written) + 1 + 2, 60, "ingest: " + instances.output()[-3000:])
         wait_consumed(kafka, env["WRITEBACK_GROUP_ID"], [topics["sub"]])
-        time.sleep(1.0)  # several flush passes: a manual window holds everything back
+        time.sleep(1.0)  # several flush passes: the held window holds everything back
         assert sim.records("Note") == [] and data_writes(sim) == []
 
         released = send_activity(env, conn, "--class", "subscriber")

@@ -34,7 +34,7 @@ from writeback.events import (
     resolved_schema,
     validation_summary,
 )
-from writeback.samples import (
+from writeback_dev.samples import (
     EXAMPLE_FILES,
     activity_samples,
     all_event_samples,
@@ -366,7 +366,7 @@ def test_samples_use_three_accounts_and_fake_addresses() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_FILES))
 def test_committed_examples_are_the_generated_samples(name: str) -> None:
-    """Regenerate with `python -m writeback.samples examples/` when this fails."""
+    """Regenerate with `python -m writeback_dev.samples examples/` when this fails."""
     text = (EXAMPLES_DIR / name).read_text(encoding="utf-8")
     assert text == ndjson(EXAMPLE_FILES[name]())
 

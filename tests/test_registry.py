@@ -36,7 +36,6 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from writeback import registry as registry_module
-from writeback import samples
 from writeback.cli import app
 from writeback.errors import DecodeError, RegistryUnavailable
 from writeback.events import (
@@ -48,6 +47,7 @@ from writeback.events import (
 )
 from writeback.registry import SUBJECT_SCHEMAS
 from writeback.serde import EventSerde, registry_client
+from writeback_dev import samples
 
 pytestmark = pytest.mark.kafka
 

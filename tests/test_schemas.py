@@ -42,7 +42,7 @@ from writeback.events import (
     schema_json,
     subject_for,
 )
-from writeback.samples import all_event_samples, dead_letter_samples, subscriber_samples
+from writeback_dev.samples import all_event_samples, dead_letter_samples, subscriber_samples
 
 SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.avsc"))
 SHARED_FILES = [f for f in SCHEMA_FILES if f.stem not in TOP_LEVEL_SCHEMAS]

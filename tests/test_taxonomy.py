@@ -15,7 +15,6 @@ from writeback.events import (
     SuppressionSubtype,
     enum_property,
 )
-from writeback.samples import activity_samples, subscriber_samples
 from writeback.taxonomy import (
     all_tracking_pairs,
     code_of,
@@ -23,6 +22,7 @@ from writeback.taxonomy import (
     label,
     tracking_pair,
 )
+from writeback_dev.samples import activity_samples, subscriber_samples
 
 # The "Activity Code | Activity Subcode" columns of the five tables in seed 001 (Message activity,
 # Recipient details, Marketing Automation, Social CRM, Surveys & Events), verbatim and in the

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -46,6 +48,27 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+DEV_TOOLS_HINT = (
+    "the development tools (local stack, CRM simulators, demo) are not installed; they are the "
+    "writeback-dev distribution in the source checkout's dev/ directory: run `make deps`, or "
+    "`pip install -e dev` from the checkout"
+)
+
+
+def _dev_commands(command: str) -> ModuleType:
+    """`writeback_dev.commands`, imported only when a development command runs.
+
+    The runtime never imports the dev tools otherwise: a production install does not have them
+    (they are not in the wheel), and `serve` and the operator commands must not need them.
+    """
+    try:
+        return importlib.import_module("writeback_dev.commands")
+    except ModuleNotFoundError as exc:
+        if exc.name != "writeback_dev":
+            raise  # the dev tools are there but broken: show the real error
+        raise _fail(f"`writeback {command}` needs {DEV_TOOLS_HINT}", 1) from None
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -73,20 +96,8 @@ def stack_up(
     postgres: Annotated[bool, typer.Option(help="Also start a PostgreSQL server.")] = False,
     workdir: Annotated[Path | None, typer.Option(help="Keep logs and data here.")] = None,
 ) -> None:
-    """Start the local stack and print its endpoints; Ctrl-C stops all of it."""
-    from writeback.localstack import LocalStack
-    from writeback.service import install_stop_handlers
-
-    stop = threading.Event()
-    with LocalStack.create(with_postgres=postgres, workdir=workdir) as stack:
-        install_stop_handlers(stop)
-        typer.echo(f"WRITEBACK_BOOTSTRAP_SERVERS={stack.kafka.bootstrap}")
-        typer.echo(f"WRITEBACK_SCHEMA_REGISTRY_URL={stack.registry.url}")
-        if stack.postgres is not None:
-            typer.echo(f"WRITEBACK_DATABASE_URL={stack.postgres.url}")
-        typer.echo(f"logs: {stack.workdir}  (Ctrl-C stops everything)")
-        stop.wait()
-    typer.echo("stack stopped")
+    """Start the local stack and print its endpoints; Ctrl-C stops all of it (needs the dev tools)."""
+    _dev_commands("stack up").stack_up(postgres=postgres, workdir=workdir)
 
 
 @app.command()
@@ -97,36 +108,11 @@ def dev(
     ),
 ) -> None:
     """The whole path on this machine: local stack, a Salesforce simulator, sample events every
-    few seconds, windows closing every minute, and the service; Ctrl-C stops all of it."""
-    from writeback import demo
-    from writeback.adapters.salesforce_sim import SalesforceSim
-    from writeback.ledger import Ledger
-    from writeback.localstack import LocalStack
-    from writeback.service import install_stop_handlers
-    from writeback.service import serve as run
-    from writeback.settings import apply
-
+    few seconds, windows closing every minute, and the service; Ctrl-C stops all of it (needs the
+    dev tools)."""
+    commands = _dev_commands("dev")
     _logging(verbose)
-    stop = threading.Event()
-    workdir = workdir.resolve()
-    with LocalStack.create(workdir=workdir) as stack, SalesforceSim() as sim:
-        install_stop_handlers(stop)
-        config = ServiceConfig(
-            bootstrap_servers=stack.kafka.bootstrap,
-            schema_registry_url=stack.registry.url,
-            database_url=f"sqlite:///{workdir / 'writeback.db'}",
-            metrics_port=0,
-            http_host="127.0.0.1",
-        )
-        ledger = Ledger.connect(config.database_url)
-        apply(ledger, demo.settings(sim), datetime.now(UTC))
-        ledger.close()
-        typer.echo(f"Kafka {stack.kafka.bootstrap}, registry {stack.registry.url}, Salesforce simulator {sim.login_url}")
-        typer.echo(f"ledger {config.database_url}; logs in {workdir}; Ctrl-C stops everything")
-        typer.echo("windows close every minute; try `writeback list --database " + config.database_url + "`")
-        demo.start(config, sim, stop)
-        run(config, stop)
-    typer.echo("stopped")
+    commands.run_demo(workdir=workdir)
 
 
 @app.command()
@@ -501,7 +487,14 @@ def replay(
         flusher = build_flusher(config, ledger, settings, serde, sink)
         ingest = Ingest(ledger, serde, config.topic_models(), settings, sink)
         replayer = replaying.Replayer(
-            consumer, ledger, serde, settings, flusher, ingest=ingest, wait=timedelta(seconds=wait)
+            consumer,
+            ledger,
+            serde,
+            settings,
+            flusher,
+            ingest=ingest,
+            fetch=replaying.original_reader(bootstrap or config.bootstrap_servers),
+            wait=timedelta(seconds=wait),
         )
         topics = replaying.dead_letter_topics(consumer, config.dead_letter_prefix, kind or ())
         if not topics:

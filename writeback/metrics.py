@@ -28,7 +28,7 @@ DUPLICATES = Counter(
 )
 CONFLICTING_DUPLICATES = Counter(
     "writeback_conflicting_duplicate_events_total",
-    "Writebacks whose event id was seen again with different content; the first event is kept.",
+    "Events whose id was seen before with different content; the first event is kept.",
 )
 DEAD_LETTERS_OMITTED = Counter(
     "writeback_dead_letters_value_omitted_total",

@@ -13,8 +13,9 @@ in TOML and in dicts::
      "tz": "Australia/Sydney"}
 
 ``at`` is "HH:MM" (24-hour) or a TOML local time; ``tz`` is an IANA name and may be left out when
-:func:`parse_schedule` is given the account's zone. Every kind but manual fires forever: no
-configuration that passes validation can leave a window open for good.
+:func:`parse_schedule` is given the account's zone. Every kind but manual fires forever, and
+settings allow manual only for mailing activity, whose windows "send activity now" closes: no
+configuration that passes validation can leave a subscriber-status window open for good.
 
 Wall-clock policy (all in the schedule's ``tz``, via :mod:`zoneinfo`):
 
@@ -61,6 +62,7 @@ __all__ = [
     "ManualSchedule",
     "Schedule",
     "WeeklySchedule",
+    "cadence",
     "daily_default",
     "due_catch_up",
     "fires_between",
@@ -195,6 +197,14 @@ def parse_schedule(config: Mapping[str, Any], *, default_tz: str | None = None) 
     if default_tz is not None and data.get("kind") in _WALL_CLOCK_KINDS:
         data.setdefault("tz", default_tz)
     return _SCHEDULE.validate_python(data)
+
+
+def cadence(schedule: Schedule) -> timedelta | None:
+    """How often a schedule fires, to hold it to a seed's cadence ("every ten minutes"): the
+    nominal gap between fires (interval: its minutes, hourly: an hour, daily: a day, weekly: a
+    week, every_n_days: N days); None for manual, which never fires. Nominal, so a daily schedule
+    is once a day also on a 25-hour clock-change day."""
+    return None if isinstance(schedule, ManualSchedule) else _period(schedule)
 
 
 def next_fire(schedule: Schedule, after: datetime) -> datetime | None:

@@ -7,17 +7,22 @@ Rules from the seeds that validation enforces rather than silently fixes:
 - unsubscribe, resubscribe and bad email writebacks cannot be turned off (000, 002);
 - Salesforce mailing activity defaults to Sent on, frequency Manual (002);
 - tracking and Personify push once daily (001, 004); subscriber status every ten minutes (000);
-- credentials are referenced ({env = "NAME"} or {file = "/path"}), never written inline.
+- subscriber status is never manual, for any kind, and never slower than a seed's cadence;
+- credentials are referenced ({env = "NAME"} or {file = "/path"}), never written inline, at
+  any depth of `crm`, and no URL there carries user info.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -26,18 +31,19 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from writeback import schedules
 from writeback.errors import ConfigError
 from writeback.ledger import Ledger
 from writeback.schedules import Schedule, TimeZoneName
-from writeback.writebacks import WritebackClass
+from writeback.writebacks import MailingActivity, WritebackClass
 
 _MODEL = ConfigDict(frozen=True, extra="forbid")
-_SECRET_KEYS = ("secret", "password", "token", "key")
 
 
 class ConnectionKind(StrEnum):
@@ -46,17 +52,6 @@ class ConnectionKind(StrEnum):
     PERSONIFY = "personify"
     TRACKING = "tracking"
     COMMUNITY = "community"
-
-
-class MailingActivity(StrEnum):
-    """The mailing-activity writebacks of seed 000 (netFORUM); Salesforce offers Sent and Opened."""
-
-    SENT = "sent"
-    OPENED = "opened"
-    CLICK = "click"
-    BLOCK = "block"
-    BOUNCE = "bounce"
-    SOCIAL_SHARING = "social_sharing"
 
 
 MAILING_ACTIVITY_BY_KIND: dict[ConnectionKind, frozenset[MailingActivity]] = {
@@ -134,15 +129,37 @@ class Connection(BaseModel):
     @field_validator("crm")
     @classmethod
     def _credentials_by_reference(cls, crm: dict[str, Any]) -> dict[str, Any]:
-        for key, value in crm.items():
-            if any(word in key.lower() for word in _SECRET_KEYS):
-                if not isinstance(value, dict):
-                    raise ValueError(
-                        f"{key}: credentials must be referenced as {{env = \"NAME\"}} or "
-                        f"{{file = \"/path\"}}, not written inline"
-                    )
-                SecretRef.model_validate(value)
+        """Every inline credential is refused, each at its own path, so none reaches the ledger."""
+        _refuse("crm", list(_inline_credentials(crm, ())))
         return crm
+
+    @field_validator("schedules")
+    @classmethod
+    def _subscriber_status_on_schedule(
+        cls, value: dict[WritebackClass, Schedule], info: ValidationInfo
+    ) -> dict[WritebackClass, Schedule]:
+        """Unsubscribes are the CAN-SPAM writeback that cannot be turned off (000, 002): a manual
+        schedule would turn them off in effect, and a slower one would break a seed's cadence."""
+        schedule = value.get(WritebackClass.SUBSCRIBER)
+        kind = info.data.get("kind")
+        if schedule is None or kind is None:
+            return value
+        cadence = schedules.cadence(schedule)
+        required = SUBSCRIBER_CADENCE.get(kind)
+        if cadence is None:
+            reason = (
+                "subscriber status cannot be manual: unsubscribes, resubscribes and bad emails "
+                "must go out on a schedule (000, 002)"
+            )
+        elif required is not None and cadence > required:
+            reason = (
+                f"{kind} subscriber status goes out at least every {_span(required)} "
+                f"(seed {_CADENCE_SEED[kind]}); this schedule fires every {_span(cadence)}"
+            )
+        else:
+            return value
+        _refuse("schedules", [((str(WritebackClass.SUBSCRIBER),), reason)])
+        return value
 
     @model_validator(mode="after")
     def _kind_rules(self) -> Connection:
@@ -170,6 +187,116 @@ class Connection(BaseModel):
 
     def secret(self, key: str) -> SecretStr:
         return SecretRef.model_validate(self.crm[key]).resolve()
+
+
+SUBSCRIBER_CADENCE: dict[ConnectionKind, timedelta] = {
+    ConnectionKind.NETFORUM: timedelta(minutes=10),  # 000: "sent ... every ten minutes"
+    ConnectionKind.TRACKING: timedelta(days=1),  # 001: "once daily"
+    ConnectionKind.PERSONIFY: timedelta(days=1),  # 004: "once daily"
+}
+"""The slowest subscriber-status cadence a seed allows. Salesforce (002: "polled regularly") and
+community name no cadence, so for them only manual is refused."""
+_CADENCE_SEED = {
+    ConnectionKind.NETFORUM: "000",
+    ConnectionKind.TRACKING: "001",
+    ConnectionKind.PERSONIFY: "004",
+}
+
+
+def _span(period: timedelta) -> str:
+    minutes = int(period.total_seconds()) // 60
+    for unit, size in (("day", 1440), ("hour", 60), ("minute", 1)):
+        if minutes % size == 0:
+            count = minutes // size
+            return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+    return str(period)  # unreachable: every cadence is whole minutes
+
+
+_SECRET_WORDS = frozenset(
+    {
+        "password", "passwd", "pwd", "pass", "passphrase", "passcode",
+        "secret", "secrets", "token", "tokens", "key", "keys", "credential", "credentials",
+        "apikey", "authtoken", "accesstoken", "refreshtoken", "clientsecret", "privatekey",
+        "secretkey", "accesskey",
+    }
+)  # fmt: skip
+_ABOUT_A_SECRET = frozenset({"url", "uri", "endpoint", "field", "name", "id", "type", "header"})
+_NAME_SEGMENT = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_INLINE = (
+    "looks like a credential, so it must be referenced as {env = \"NAME\"} or "
+    "{file = \"/path\"}, not written inline (rename it if it is not a credential)"
+)
+_USER_INFO = (
+    "a URL with user info (user:password@) is refused; give the user as its own setting and "
+    "reference the password as {env = \"NAME\"} or {file = \"/path\"}"
+)
+_REDACTED = "[redacted]"
+
+
+def names_a_secret(name: str) -> bool:
+    """Whether a settings key names a credential. The name is split into segments at `_`, `-`,
+    `.`, digits and camelCase (`clientSecret`, `APIKey`, `private-key`); it names one when any
+    segment is a secret word (password, passwd, pwd, secret, token, key, credential, apikey...),
+    unless its last segment says it is about a secret rather than one (`token_url`,
+    `key_field`, `secret_name`). Whole segments only, so `monkey` and `username` are not; a
+    false positive is renamed, while a missed credential would be stored in plain text."""
+    segments = [s.lower() for s in _NAME_SEGMENT.findall(name)]
+    return bool(segments) and segments[-1] not in _ABOUT_A_SECRET and not _SECRET_WORDS.isdisjoint(segments)
+
+
+_Problem = tuple[tuple[str | int, ...], str]  # (location under the field, reason)
+
+
+def _inline_credentials(node: Any, path: tuple[str | int, ...]) -> Iterator[_Problem]:
+    """(path, reason) for every credential written inline under `node`, at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = (*path, str(key))
+            if names_a_secret(str(key)):
+                if not (value is None or isinstance(value, bool) or _is_reference(value)):
+                    yield here, _INLINE
+            else:
+                yield from _inline_credentials(value, here)
+    elif isinstance(node, list | tuple):
+        for index, item in enumerate(node):
+            yield from _inline_credentials(item, (*path, index))
+    elif isinstance(node, str) and _has_user_info(node):
+        yield path, _USER_INFO
+
+
+def _is_reference(value: Any) -> bool:
+    try:
+        SecretRef.model_validate(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _has_user_info(value: str) -> bool:
+    """A URL with `user@` or `user:password@` in its authority, also one nested in another
+    scheme (`jdbc:postgresql://user:pw@host/db`). A string that cannot be parsed as a URL but
+    could hold one is refused too: failing closed is the point."""
+    try:
+        parts = urlsplit(value.strip())
+        if parts.username is not None:
+            return True
+    except ValueError:
+        return "@" in value and "://" in value
+    return bool(parts.scheme) and not parts.netloc and "://" in parts.path and _has_user_info(parts.path)
+
+
+def _refuse(title: str, problems: list[_Problem]) -> None:
+    """Raise one error per problem at its own location under the field being validated (pydantic
+    prefixes the field's location), so `describe` names the exact field; the input is redacted
+    because it may be the credential itself."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            title,
+            [
+                InitErrorDetails(type=PydanticCustomError("settings", reason), loc=loc, input=_REDACTED)
+                for loc, reason in problems
+            ],
+        )
 
 
 def default_schedules(kind: ConnectionKind, tz: str) -> dict[WritebackClass, Schedule]:

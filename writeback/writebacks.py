@@ -21,6 +21,17 @@ class WritebackClass(StrEnum):
     ACTIVITY = "activity"
 
 
+class MailingActivity(StrEnum):
+    """The mailing-activity writebacks of seed 000 (netFORUM); Salesforce offers Sent and Opened."""
+
+    SENT = "sent"
+    OPENED = "opened"
+    CLICK = "click"
+    BLOCK = "block"
+    BOUNCE = "bounce"
+    SOCIAL_SHARING = "social_sharing"
+
+
 class Status(StrEnum):
     PENDING = "pending"
     IN_FLIGHT = "in_flight"

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from writeback.adapters.salesforce import SalesforceAdapter, SalesforceConfig, id18
-from writeback.adapters.salesforce_sim import SalesforceSim
 from writeback.writebacks import Disposition, Outcome, Writeback, WritebackClass
+from writeback_dev.simulators.salesforce import SalesforceSim
 
 ZONE = "America/New_York"
 WINTER = datetime(2026, 1, 15, 19, 5, 9, tzinfo=UTC)  # 02:05:09 PM EST

@@ -7,6 +7,7 @@ specified here; the CRM protocols are specified by the adapter tests.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from collections import Counter, deque
@@ -17,7 +18,7 @@ import pytest
 
 from tests.consumers.conftest import T0, activity, rows_for, subscriber
 from writeback.consumers.breaker import BreakerPolicy, BreakerRegistry, BreakerState
-from writeback.consumers.dead_letters import HEADER_PREFIX, DeadLetterSink
+from writeback.consumers.dead_letters import HEADER_PREFIX, OMITTED_HEADER, DeadLetterSink
 from writeback.consumers.flusher import Flusher
 from writeback.consumers.ingest import writeback_id
 from writeback.consumers.retries import RETRIES_EXHAUSTED, RetryPolicy
@@ -290,3 +291,32 @@ def test_two_flushers_on_one_database_write_every_row_exactly_once(ledger, datab
     assert [i for i, n in written.items() if n > 1] == []
     assert statuses(ledger) == {"completed": 1200}
     assert all(r["attempts"] == 1 for r in ledger.list(limit=2000))
+
+
+def test_a_writeback_too_large_for_its_dead_letter_topic_is_dead_lettered_with_a_digest(
+    kafka, ledger, serde, topics, make_flusher, recorder, consume_all
+):
+    """The sink is sized to what the topic takes (here a topic that takes 4 kB): a stored event
+    larger than that still fails into a dead letter, carrying its digest, and the row is failed."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    dlq = topics.dlq_prefix + "netforum"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(dlq, 1, 1, config={"max.message.bytes": "4096"})])[dlq].result(30)
+    sink = DeadLetterSink.connect(kafka.bootstrap, serde, topics.dlq_prefix)
+    big = subscriber(email="big@example.org", reason="r" * 6000)
+    ledger.insert(rows_for([big], "c1", closes=T0), now=T0)
+    recorder.default = lambda i: Outcome.failed(i, "INVALID_FIELD", "refused")
+    try:
+        make_flusher(sink=sink).flush_due()
+    finally:
+        sink.close()
+
+    assert ledger.get(writeback_id(big.event_id, "c1"))["status"] == "failed"
+    [message] = consume_all(dlq, expected=1)
+    letter = serde.deserialize_dead_letter(message.topic(), message.value())
+    framed = serde.serialize(big, big.topic)  # rows_for records the default topic as the source
+    assert (letter.writeback_id, letter.error_code) == (writeback_id(big.event_id, "c1"), "INVALID_FIELD")
+    assert letter.original[0].value == b""
+    assert letter.original[0].value_sha256 == hashlib.sha256(framed).hexdigest()
+    assert dict(message.headers())[OMITTED_HEADER].startswith(b"sha256=")

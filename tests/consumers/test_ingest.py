@@ -3,7 +3,9 @@ exactly one row per enabled connection, whatever is redelivered or thrown in bet
 
 from __future__ import annotations
 
+import hashlib
 import io
+import random
 import threading
 import uuid
 from datetime import timedelta
@@ -27,11 +29,13 @@ from writeback.consumers import ingest as ingesting
 from writeback.consumers.dead_letters import (
     HEADER_PREFIX,
     INVALID_EVENT,
+    OMITTED_HEADER,
     UNDECODABLE,
     DeadLetterSink,
 )
-from writeback.consumers.ingest import ORIGIN_MISMATCH, Consumed, Ingest, writeback_id
-from writeback.events import DeadLetter, ErrorClass, SubscriberEvent, resolved_schema
+from writeback.consumers.ingest import INGEST_ERROR, ORIGIN_MISMATCH, Consumed, Ingest, writeback_id
+from writeback.consumers.replay import original_reader
+from writeback.events import DeadLetter, ErrorClass, Source, SubscriberEvent, resolved_schema
 from writeback.ledger import Ledger
 from writeback.schedules import IntervalSchedule, next_fire
 from writeback.settings import Settings, parse_settings
@@ -354,3 +358,127 @@ def test_writeback_ids_are_the_uuid5_of_event_and_connection(event_id, connectio
     """Ids stored by earlier versions (`uuid.uuid5`) must keep matching redeliveries."""
     namespace = uuid.UUID("6f1d2a8e-3c4b-5d6e-9f70-81a2b3c4d5e6")
     assert writeback_id(event_id, connection_id) == str(uuid.uuid5(namespace, f"{event_id}/{connection_id}"))
+
+
+def test_a_record_too_large_for_its_dead_letter_is_set_aside_as_a_digest_and_its_partition_moves_on(
+    kafka, ledger, serde, topics, publisher, consume_all
+):
+    """The broker took the record, but the record plus a dead letter's envelope is more than
+    the dead-letter topic takes: the letter carries the value's digest, and nothing stops."""
+    from confluent_kafka import Producer
+
+    sink = DeadLetterSink.connect(kafka.bootstrap, serde, topics.dlq_prefix)
+    ingest = Ingest(ledger, serde, topics.models(), lambda: SETTINGS, sink)
+    before, after = subscriber(email="a@example.org"), subscriber(email="b@example.org")
+    huge = b"\x00\xff\xff\xff\xf0" + random.randbytes(1_048_380)  # unknown schema id; just fits the topic
+    big = Producer({"bootstrap.servers": kafka.bootstrap, "message.max.bytes": 1_048_588, "compression.type": "none"})
+    for value in (serde.serialize(before, topics.subscriber), huge, serde.serialize(after, topics.subscriber)):
+        big.produce(topics.subscriber, value, key=b"acme:a@example.org", partition=0)
+    assert big.flush(30) == 0
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    try:
+        run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 3)
+    finally:
+        sink.close()
+
+    assert {r["event_id"] for r in rows(ledger)} == {before.event_id, after.event_id}
+    [message] = consume_all(topics.dlq_prefix + "ingest", expected=1)
+    letter = serde.deserialize_dead_letter(message.topic(), message.value())
+    original = letter.original[0]
+    assert letter.error_code == UNDECODABLE
+    assert (original.value, original.key) == (b"", None)
+    assert (original.value_sha256, original.value_size) == (hashlib.sha256(huge).hexdigest(), len(huge))
+    assert (original.topic, original.partition, original.offset) == (topics.subscriber, 0, 1)
+    headers = dict(message.headers())
+    assert headers[OMITTED_HEADER] == f"sha256={original.value_sha256}; size={len(huge)}".encode()
+    # replay reads it back from where it was consumed, checked against the digest
+    fetched = original_reader(kafka.bootstrap)(original)
+    assert fetched is not None and (fetched.value, fetched.key) == (huge, b"acme:a@example.org")
+    assert original_reader(kafka.bootstrap)(original.model_copy(update={"value_sha256": "0" * 64})) is None
+    consumer.close()
+
+
+def test_a_record_whose_handling_raises_is_dead_lettered_and_its_neighbours_are_stored(
+    kafka, ledger, ingest, publish, topics, serde, consume_all, monkeypatch
+):
+    """A bug that one record triggers (injected here below ingest's boundary) costs that record
+    a dead letter, never the partition."""
+    real = ingesting.fan_out
+
+    def fan_out(events, *args, **kwargs):
+        if any(e.recipient.email == "boom@example.org" for _, e in events):
+            raise TypeError("a bug this record triggers")
+        return real(events, *args, **kwargs)
+
+    monkeypatch.setattr(ingesting, "fan_out", fan_out)
+    events = [subscriber(email="a@example.org"), subscriber(email="boom@example.org"), subscriber(email="b@example.org")]
+    publish(events)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 3)
+
+    assert {r["event_id"] for r in rows(ledger)} == {events[0].event_id, events[2].event_id}
+    [message] = consume_all(topics.dlq_prefix + "ingest", expected=1)
+    letter = serde.deserialize_dead_letter(message.topic(), message.value())
+    assert letter.error_code == INGEST_ERROR
+    assert "TypeError" in letter.error_message and "boom" not in letter.error_message
+    assert serde.deserialize(topics.subscriber, letter.original[0].value, SubscriberEvent) == events[1]
+    consumer.close()
+
+
+def test_an_event_id_published_again_with_other_content_changes_neither_rows_nor_state(
+    kafka, ledger, ingest, publish, topics
+):
+    crm_unsub = subscriber("UNSUBSCRIBE", email="crm@example.org", source="CRM_SYNC", at=T0)
+    # the same event id reused for a marketing-side unsubscribe, later
+    impostor = crm_unsub.model_copy(update={"source": Source.MAILING_LINK, "occurred_at": T0 + timedelta(minutes=5)})
+    resub = subscriber("RESUBSCRIBE", email="crm@example.org", source="ADMIN", at=T0 + timedelta(minutes=10))
+    before = metrics.CONFLICTING_DUPLICATES._value.get()
+    publish([crm_unsub, impostor, resub])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 3)
+
+    by_id = {r["id"]: r for r in rows(ledger)}
+    # the first event is the CRM's own unsubscribe, written back nowhere; the impostor, which
+    # both connections would take, adds no row either
+    assert [r for r in by_id.values() if r["event_id"] == crm_unsub.event_id] == []
+    # the state is the first event's: the resubscribe is still refused as undoing a CRM opt-out
+    assert by_id[writeback_id(resub.event_id, "acme-nf")]["error_code"] == ORIGIN_MISMATCH
+    state = ledger.subscribers([("acme-nf", "crm@example.org")])[("acme-nf", "crm@example.org")]
+    assert (state["status"], state["unsubscribe_source"], state["last_event_at"]) == ("unsubscribed", "CRM_SYNC", T0)
+    assert metrics.CONFLICTING_DUPLICATES._value.get() - before == 1
+    consumer.close()
+
+
+def test_a_crm_opt_out_refuses_a_marketing_resubscribe_only_on_the_connection_it_came_from(
+    kafka, ledger, serde, topics, sink, publish
+):
+    """An unsubscribe made in netFORUM (CRM sync on that connection) does not refuse a
+    resubscribe bound for the account's Salesforce connection; one keyed by email still
+    matches a resubscribe that carries the integration id."""
+    ingest = Ingest(ledger, serde, topics.models(), lambda: SETTINGS, sink)
+    in_netforum = subscriber(
+        "UNSUBSCRIBE", email="pat@example.org", source="CRM_SYNC", crm_connection_id="acme-nf", at=T0
+    )
+    resub = subscriber(
+        "RESUBSCRIBE", email="pat@example.org", source="ADMIN", at=T0 + timedelta(minutes=1),
+        recipient={"email": "Pat@Example.org", "integration_id": "C-1001"},
+    )  # fmt: skip
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+    # keyed differently, so on different partitions: the resubscribe comes once the opt-out is in
+    publish([in_netforum])
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 1)
+    publish([resub])
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) == 2)
+
+    netforum = ledger.get(writeback_id(resub.event_id, "acme-nf"))
+    salesforce = ledger.get(writeback_id(resub.event_id, "acme-sf"))
+    assert (netforum["status"], netforum["error_code"]) == (Status.FAILED.value, ORIGIN_MISMATCH)
+    assert (salesforce["status"], salesforce["error_code"]) == (Status.PENDING.value, None)
+    consumer.close()

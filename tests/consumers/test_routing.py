@@ -18,7 +18,7 @@ from writeback.events import (
     SubscriberEvent,
     enum_symbols,
 )
-from writeback.samples import activity_samples, community_samples, subscriber_samples
+from writeback_dev.samples import activity_samples, community_samples, subscriber_samples
 from writeback.settings import Connection, ConnectionKind, MailingActivity, parse_settings
 from writeback.taxonomy import all_tracking_pairs, extension_subcodes, tracking_pair
 from writeback.writebacks import WritebackClass

@@ -8,12 +8,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from writeback import samples
 from writeback.cli import app
 from writeback.errors import BrokerUnavailable, RegistryUnavailable
 from writeback.events import Event
 from writeback.producers import Publisher
 from writeback.serde import EventSerde, registry_client
+from writeback_dev import samples
 
 ALL_SAMPLES = samples.all_event_samples()
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from writeback import metrics
 from writeback.consumers import dead_letters
 from writeback.consumers.breaker import BreakerRegistry, BreakerState, Transition
@@ -96,8 +98,8 @@ class Flusher:
         for connection_id in self.ledger.connections_with_due_rows(self.clock()):
             try:
                 self.flush_connection(connection_id, report)
-            except (PublishError, RegistryUnavailable) as exc:
-                log.warning("connection %s: dead letters not acknowledged, rows stay in flight: %s", connection_id, exc)
+            except (PublishError, RegistryUnavailable, SQLAlchemyError):
+                raise  # the broker, registry or database is away: every connection waits for it
             except Exception as exc:  # noqa: BLE001 - one connection's trouble must not stop the others
                 log.warning("connection %s: flush failed (%s); its rows are retried", connection_id, type(exc).__name__)
         return report

@@ -195,6 +195,22 @@ def fan_out(
     return out
 
 
+def _first_occurrences(
+    events: Sequence[tuple[Consumed, Event]],
+) -> tuple[list[tuple[Consumed, Event]], int]:
+    """The first record of each event id in a batch, and how many later ones differ from it
+    (a plain repeat is harmless; other content under a used id is reported)."""
+    first: dict[str, Event] = {}
+    kept, conflicting = [], 0
+    for record, event in events:
+        known = first.setdefault(event.event_id, event)
+        if known is event:
+            kept.append((record, event))
+        else:
+            conflicting += known != event
+    return kept, conflicting
+
+
 def identities(event: Event) -> tuple[str, ...]:
     """Every name the recipient goes by in subscriber state: a CRM-side unsubscribe keyed by
     email must still match a resubscribe that carries the integration id, and the reverse."""
@@ -319,6 +335,7 @@ class Ingest:
                 )
                 letters.append(dead_letters.undecodable(record.original(), code, str(exc), now, record.replay_count))
         self.sink.send(letters)
+        events, repeats = _first_occurrences(events)
 
         settings = self.settings()
         if settings is not self._routed:
@@ -337,6 +354,7 @@ class Ingest:
             fanout, added, refused = self._store_apart(events, accounts, states, now)
             letters += refused
 
+        self._report_conflicts(repeats)
         for (kind, reason), count in fanout.dropped.items():
             metrics.EVENTS_DROPPED.labels(kind, reason).inc(count)
         kinds = {c.id: c.kind.value for a in accounts.values() for c in a.connections}
@@ -390,7 +408,7 @@ class Ingest:
         if conflicting:
             metrics.CONFLICTING_DUPLICATES.inc(conflicting)
             log.warning(
-                "%d writebacks' event ids were seen before with different content; the first events are kept",
+                "%d event ids were seen before with different content; the first events are kept",
                 conflicting,
             )
 

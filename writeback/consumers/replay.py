@@ -19,6 +19,7 @@ outcome in the ledger, so a replay killed at any point resumes without losing a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +33,7 @@ from writeback.consumers.flusher import Flusher
 from writeback.consumers.ingest import Consumed, Ingest, recipient_key
 from writeback.consumers.routing import route
 from writeback.errors import DecodeError
-from writeback.events import DeadLetter, Event
+from writeback.events import DeadLetter, Event, OriginalRecord
 from writeback.ledger import Ledger
 from writeback.ledger.store import NewWriteback
 from writeback.serde import EventSerde
@@ -92,6 +93,29 @@ class Planned:
     reason: str = ""
 
 
+def original_reader(bootstrap_servers: str, timeout: float = 10.0) -> Callable[[OriginalRecord], OriginalRecord | None]:
+    """Reads a record that its dead letter carries only as a digest from where it was consumed;
+    None when it is gone (retention) or is not the record the digest names."""
+
+    def read(original: OriginalRecord) -> OriginalRecord | None:
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap_servers, "group.id": "writeback-replay-reader", "enable.auto.commit": False}
+        )
+        try:
+            consumer.assign([TopicPartition(original.topic, original.partition, original.offset)])
+            message = consumer.poll(timeout)
+        finally:
+            consumer.close()
+        if message is None or message.error() is not None or message.offset() != original.offset:
+            return None
+        value = message.value() or b""
+        if hashlib.sha256(value).hexdigest() != original.value_sha256:
+            return None
+        return original.model_copy(update={"key": message.key(), "value": value, "value_sha256": None, "value_size": None})
+
+    return read
+
+
 def dead_letter_topics(consumer: Consumer, prefix: str, kinds: Sequence[str] = ()) -> list[str]:
     """The dead-letter topics present on the broker: one per CRM kind, and ingest's."""
     names = consumer.list_topics(timeout=10).topics
@@ -109,10 +133,12 @@ class Replayer:
         flusher: Flusher,
         *,
         ingest: Ingest | None = None,
+        fetch: Callable[[OriginalRecord], OriginalRecord | None] = lambda _o: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         wait: timedelta = timedelta(seconds=60),
     ) -> None:
         self.ingest = ingest  # what replays ingest dead letters; without it they are skipped
+        self.fetch = fetch  # reads a record a dead letter could not carry (see `original_reader`)
         self.consumer = consumer
         self.ledger = ledger
         self.serde = serde
@@ -173,12 +199,7 @@ class Replayer:
         for message, letter in letters:
             status = statuses.get(letter.writeback_id or "")
             if letter.crm_kind == INGEST_KIND:
-                usable = self.ingest is not None and bool(letter.original)
-                planned.append(
-                    Planned(message, letter, Verdict.REINGEST)
-                    if usable
-                    else Planned(message, letter, Verdict.UNUSABLE, "an ingest letter without its record or an ingest")
-                )
+                planned.append(self._plan_reingest(message, letter))
             elif letter.writeback_id is None or letter.connection_id is None:
                 planned.append(Planned(message, letter, Verdict.UNUSABLE, "no writeback id or connection"))
             elif status is Status.COMPLETED:
@@ -190,6 +211,23 @@ class Replayer:
             else:
                 planned.append(Planned(message, letter, Verdict.RECREATE))
         return planned
+
+    def _plan_reingest(self, message: Message, letter: DeadLetter) -> Planned:
+        if self.ingest is None or not letter.original:
+            return Planned(message, letter, Verdict.UNUSABLE, "an ingest letter without its record or an ingest")
+        first = letter.original[0]
+        if not first.omitted:
+            return Planned(message, letter, Verdict.REINGEST)
+        fetched = self.fetch(first)
+        if fetched is None:
+            return Planned(
+                message,
+                letter,
+                Verdict.UNUSABLE,
+                f"the record was too large to carry and is no longer readable as it was at "
+                f"{first.topic}[{first.partition}]@{first.offset}",
+            )
+        return Planned(message, letter.model_copy(update={"original": (fetched, *letter.original[1:])}), Verdict.REINGEST)
 
     # replaying -----------------------------------------------------------------------------
 

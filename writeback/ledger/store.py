@@ -8,7 +8,7 @@ died are returned to `pending` by the next holder.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import json
@@ -73,7 +73,7 @@ class StateChange:
 @dataclass(frozen=True, slots=True)
 class Inserted:
     added: int  # rows that were new
-    conflicting: int = 0  # rows whose id existed with a different event: the first one is kept
+    conflicting: int = 0  # events whose id was stored with other content: the first one is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,49 +138,26 @@ class Ledger:
         """
         if not rows and not changes:
             return Inserted(0)
-        stamp = _sqlite_stamp if self.dialect == "sqlite" else _aware
-        created = stamp(now)
-        params = [
-            (
-                r.id,
-                r.account_id,
-                r.connection_id,
-                r.wb_class.value,
-                r.event_type,
-                r.event_id,
-                r.recipient_key,
-                r.mailing_id,
-                stamp(r.occurred_at),
-                None if r.window_closes_at is None else stamp(r.window_closes_at),
-                r.status.value,
-                r.error_code,
-                r.error_message,
-                r.replay_count,
-                r.source_topic,
-                r.source_partition,
-                r.source_offset,
-                r.payload,
-                created,
-                created,
-            )
-            for r in rows
-        ]
         with self.engine.begin() as conn:
-            added = conflicting = 0
-            if params:
-                # no RETURNING: the driver's row count says how many were new
-                sql = _insert_rows_sql(self.engine.dialect.paramstyle)
-                added = conn.execution_options(preserve_rowcount=True).exec_driver_sql(sql, params).rowcount
-                conflicting = _conflicting(conn, rows) if added < len(rows) else 0
+            seen: set[str] = set()
             if changes:
                 event_ids = list(dict.fromkeys(c.event_id for c in changes))
                 seen = _present(conn, subscriber_events.c.event_id, event_ids)
                 fresh = [e for e in event_ids if e not in seen]
                 if fresh:
                     conn.execute(subscriber_events.insert(), [{"event_id": e} for e in fresh])
-                merged = _state_rows(changes, seen)
-                if merged:
-                    conn.execute(_upsert_subscriber(self.dialect), merged)
+            kept, repeated = _first_events(rows, {c.event_id for c in changes}, seen)
+            added = conflicting = 0
+            if kept:
+                # no RETURNING: the driver's row count says how many were new
+                sql = _insert_rows_sql(self.engine.dialect.paramstyle)
+                params = _row_params(kept, now, _sqlite_stamp if self.dialect == "sqlite" else _aware)
+                added = conn.execution_options(preserve_rowcount=True).exec_driver_sql(sql, params).rowcount
+            if added < len(kept) or repeated:
+                conflicting = _conflicting(conn, [*kept, *repeated])
+            merged = _state_rows(changes, seen)
+            if merged:
+                conn.execute(_upsert_subscriber(self.dialect), merged)
         return Inserted(added, conflicting)
 
     def subscribers(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -495,6 +472,49 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
+def _row_params(rows: Sequence[NewWriteback], now: datetime, stamp: Callable[[datetime], Any]) -> list[tuple[Any, ...]]:
+    created = stamp(now)
+    return [
+        (
+            r.id,
+            r.account_id,
+            r.connection_id,
+            r.wb_class.value,
+            r.event_type,
+            r.event_id,
+            r.recipient_key,
+            r.mailing_id,
+            stamp(r.occurred_at),
+            None if r.window_closes_at is None else stamp(r.window_closes_at),
+            r.status.value,
+            r.error_code,
+            r.error_message,
+            r.replay_count,
+            r.source_topic,
+            r.source_partition,
+            r.source_offset,
+            r.payload,
+            created,
+            created,
+        )
+        for r in rows
+    ]
+
+
+def _first_events(
+    rows: Sequence[NewWriteback], tracked: set[str], seen: set[str]
+) -> tuple[list[NewWriteback], list[NewWriteback]]:
+    """The rows to insert, and those of a tracked event id the ledger has seen before: a
+    repeated event adds no row on any connection. (Ingest keeps only the first of an event
+    id's records within one batch.)"""
+    if not seen:
+        return list(rows), []
+    kept, repeated = [], []
+    for row in rows:
+        (repeated if row.event_id in seen and row.event_id in tracked else kept).append(row)
+    return kept, repeated
+
+
 def _present(conn: sa.Connection, column: sa.Column[str], values: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(values), 500):
@@ -504,20 +524,22 @@ def _present(conn: sa.Connection, column: sa.Column[str], values: Sequence[str])
 
 
 def _conflicting(conn: sa.Connection, rows: Sequence[NewWriteback]) -> int:
-    """Rows whose id is stored with another event's content (the same event id published twice
-    with different data); a plain redelivery matches what is stored."""
+    """Events with rows whose event id is stored with other content (the same event id published twice with
+    different data), or not stored at all for a repeated event (its other content took another
+    connection); a plain redelivery matches what is stored."""
     stored: dict[str, Any] = {}
     ids = list({r.id for r in rows})
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         stored.update(conn.execute(sa.select(writebacks.c.id, writebacks.c.payload).where(writebacks.c.id.in_(chunk))).all())
-    conflicting = 0
+    conflicting = set()
     for row in rows:
         kept = stored.get(row.id)
         if isinstance(kept, str):  # SQLite hands back the JSON text when read this way
             kept = json.loads(kept)
-        conflicting += kept is not None and kept != json.loads(row.payload)
-    return conflicting
+        if kept != json.loads(row.payload):
+            conflicting.add(row.event_id)
+    return len(conflicting)
 
 
 def _state_rows(changes: Sequence[StateChange], seen: set[str]) -> list[dict[str, Any]]:

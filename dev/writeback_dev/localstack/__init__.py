@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from writeback.localstack import processes
-from writeback.localstack.kafka import KafkaBroker
-from writeback.localstack.postgres import PostgresServer
-from writeback.localstack.registry import SchemaRegistry
+from writeback_dev.localstack import processes
+from writeback_dev.localstack.kafka import KafkaBroker
+from writeback_dev.localstack.postgres import PostgresServer
+from writeback_dev.localstack.registry import SchemaRegistry
 
 __all__ = ["KafkaBroker", "LocalStack", "PostgresServer", "SchemaRegistry"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from writeback.localstack import processes
-from writeback.localstack.paths import deploy_dir, maven_argv
+from writeback_dev.localstack import processes
+from writeback_dev.localstack.paths import deploy_dir, maven_argv
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
 

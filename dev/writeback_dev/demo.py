@@ -3,7 +3,7 @@
 A Salesforce simulator stands in for the CRM, with demo contacts and leads; a trickle of sample
 events (unsubscribes, resubscribes, bad emails, sends, opens, clicks) is published every few
 seconds; windows close every minute; a status line reports the writeback list and what the
-simulator holds. Nothing here is used by `serve` in production.
+simulator holds. Nothing here is used by `serve` in production (this is the dev distribution).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from writeback.adapters.salesforce_sim import SalesforceSim
 from writeback.config import ServiceConfig
 from writeback.events import Event, parse_event
 from writeback.ledger import Ledger
 from writeback.producers import Publisher
 from writeback.serde import EventSerde, registry_client
 from writeback.settings import Settings, parse_settings
+from writeback_dev.simulators.salesforce import SalesforceSim
 
-log = logging.getLogger("writeback.demo")
+log = logging.getLogger("writeback_dev.demo")
 
 ACCOUNT = "demo"
 SECRET_ENV = "WRITEBACK_DEMO_SF_SECRET"

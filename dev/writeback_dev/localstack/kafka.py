@@ -15,8 +15,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from writeback.localstack import processes
-from writeback.localstack.paths import deploy_dir, maven_argv
+from writeback_dev.localstack import processes
+from writeback_dev.localstack.paths import deploy_dir, maven_argv
 
 _LOG4J2 = """\
 status = warn

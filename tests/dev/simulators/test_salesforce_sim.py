@@ -7,11 +7,36 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from writeback.adapters.salesforce import id18
-from writeback.adapters.salesforce_sim import SalesforceSim
+from writeback.adapters.salesforce import id18 as adapter_id18
+from writeback_dev.simulators.salesforce import SalesforceSim, id18
 
 API = "/services/data/v60.0"
+_ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def test_sim_id18_matches_salesforce_checksums() -> None:
+    """The simulator's own 15->18 conversion (not the adapter's), on Salesforce's documented
+    example: a shared implementation would hide a bug from the tests that use the simulator."""
+    assert id18("001A0000006Vm9r") == "001A0000006Vm9rIAC"
+    assert id18("001A0000006Vm9rIAC") == id18("001A0000006Vm9riac") == "001A0000006Vm9rIAC"
+    assert id18("001A0000006Vm9rAAA") is None
+    assert id18("001a0000006vm9r") == "001a0000006vm9rAAA"
+    assert id18("001A0000006Vm9") is None and id18("pat@example.com") is None
+    assert id18("001A0000006Vm9r\n") is None and id18(None) is None
+
+
+@given(
+    st.text(alphabet=_ID_CHARS, min_size=15, max_size=15),
+    st.sampled_from(["", "suffix", "lower suffix", "other suffix"]),
+)
+def test_sim_and_adapter_agree_on_every_id(base: str, form: str) -> None:
+    """Two independent implementations: a disagreement is a bug in one of them."""
+    suffix = (id18(base) or "")[15:]
+    value = base + {"": "", "suffix": suffix, "lower suffix": suffix.lower(), "other suffix": "A5z"}[form]
+    assert id18(value) == adapter_id18(value)
 
 
 @pytest.fixture

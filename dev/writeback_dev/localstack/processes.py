@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 from pathlib import Path
 
-from writeback.errors import StackError
+from writeback_dev.localstack.errors import StackError
 
 _PR_SET_PDEATHSIG = 1
 

@@ -7,7 +7,7 @@ changes nothing unless the contract did.
 
 All data is fake: example.org / example.com addresses and made-up CRM ids.
 
-Regenerate the examples with `python -m writeback.samples examples/`.
+Regenerate the examples with `python -m writeback_dev.samples examples/`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,0 @@
-"""`python -m writeback.localstack`: fetch and build the stack's jars ahead of a run."""
-
-from writeback.localstack import kafka, registry
-
-if __name__ == "__main__":
-    print(f"kafka jars: {kafka.ensure_jars()}")
-    print(f"schema registry: {registry.ensure_built()}")
