@@ -66,11 +66,14 @@ def tracking_settings() -> dict:
                 "id": account_id(i),
                 "name": f"Bench account {i}",
                 "time_zone": "UTC",
-                "connections": [{"id": f"{account_id(i)}-tracking", "kind": "tracking"}],
+                "connections": [{"id": f"{account_id(i)}-tracking", "kind": "tracking", "crm": TRACKING_CRM}],
             }
             for i in range(ACCOUNTS)
         ]
     }
+
+
+TRACKING_CRM = {"login_url": "https://bench.my.salesforce.com", "client_id": "bench", "client_secret": {"env": "BENCH_SF_SECRET"}}
 
 
 def account_id(i: int) -> str:

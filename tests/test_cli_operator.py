@@ -30,6 +30,7 @@ time_zone = "America/Chicago"
 [[accounts.connections]]
 id = "acme-sf"
 kind = "salesforce"
+crm = { login_url = "https://acme.my.salesforce.com", client_id = "acme", client_secret = { env = "ACME_SF_SECRET" } }
 
 [[accounts.connections]]
 id = "acme-nf"
@@ -44,6 +45,7 @@ time_zone = "Europe/London"
 [[accounts.connections]]
 id = "globex-tr"
 kind = "tracking"
+crm = { login_url = "https://globex.my.salesforce.com", client_id = "globex", client_secret = { env = "GLOBEX_SF_SECRET" } }
 """
 
 runner = CliRunner()

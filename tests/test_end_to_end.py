@@ -55,8 +55,6 @@ def connection_toml(sim: SalesforceSim, connection_id: str, *, defaults: bool = 
     the kind's defaults (002: Sent only, activity Manual), otherwise activity is manual and
     subscriber status held until `send-activity`; `suppress` leaves Email Opt Out alone."""
     lines = ["[[accounts.connections]]", f'id = "{connection_id}"', 'kind = "salesforce"']
-    if suppress:
-        lines.append("suppress_email_opt_out = true")
     if not defaults:
         lines += [
             'writebacks = { mailing_activity = ["sent", "opened"] }',
@@ -64,7 +62,9 @@ def connection_toml(sim: SalesforceSim, connection_id: str, *, defaults: bool = 
         ]
     lines.append(
         f'crm = {{ login_url = "{sim.login_url}", client_id = "{sim.client_id}", '
-        'client_secret = { env = "TEST_SF_SECRET" } }'
+        'client_secret = { env = "TEST_SF_SECRET" }'
+        + (", suppress_email_opt_out = true" if suppress else "")
+        + " }"
     )
     return "\n".join(lines) + "\n"
 

@@ -8,13 +8,14 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
+
+from writeback.writebacks import WritebackClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from writeback.schedules import (
     DAILY_DEFAULT_AT,
-    SALESFORCE_ACTIVITY_DEFAULT,
     SUBSCRIBER_STATUS_DEFAULT,
     DailySchedule,
     EveryNDaysSchedule,
@@ -77,11 +78,13 @@ def test_interval_ignores_dst_in_every_zone():
 
 
 def test_salesforce_activity_defaults_to_manual_and_never_fires_by_itself_seed_002():
-    assert SALESFORCE_ACTIVITY_DEFAULT == ManualSchedule()
-    assert next_fire(SALESFORCE_ACTIVITY_DEFAULT, utc(2026, 1, 1)) is None
-    assert fires(SALESFORCE_ACTIVITY_DEFAULT, utc(2000, 1, 1), utc(2037, 1, 1)) == []
-    assert due_catch_up(SALESFORCE_ACTIVITY_DEFAULT, None, utc(2026, 1, 1)) is None
-    assert due_catch_up(SALESFORCE_ACTIVITY_DEFAULT, utc(2020, 1, 1), utc(2026, 1, 1)) is None
+    from writeback.adapters import salesforce
+
+    assert salesforce.KIND.schedules("UTC")[WritebackClass.ACTIVITY] == ManualSchedule()
+    assert next_fire(ManualSchedule(), utc(2026, 1, 1)) is None
+    assert fires(ManualSchedule(), utc(2000, 1, 1), utc(2037, 1, 1)) == []
+    assert due_catch_up(ManualSchedule(), None, utc(2026, 1, 1)) is None
+    assert due_catch_up(ManualSchedule(), utc(2020, 1, 1), utc(2026, 1, 1)) is None
 
 
 @pytest.mark.parametrize("tz", ["America/New_York", "Europe/London", "Australia/Sydney",
@@ -279,7 +282,7 @@ def test_naive_datetimes_are_rejected_naming_the_argument():
     with pytest.raises(ValueError, match="last_run must be timezone-aware"):
         due_catch_up(SUBSCRIBER_STATUS_DEFAULT, datetime(2026, 1, 1), utc(2026, 1, 2))
     with pytest.raises(ValueError, match="now must be timezone-aware"):
-        due_catch_up(SALESFORCE_ACTIVITY_DEFAULT, None, datetime(2026, 1, 2))
+        due_catch_up(ManualSchedule(), None, datetime(2026, 1, 2))
 
 
 def test_aware_non_utc_input_is_accepted_and_output_is_utc():
@@ -371,7 +374,7 @@ def test_account_zone_is_inherited_but_an_explicit_zone_wins():
 
 @pytest.mark.parametrize(
     "schedule",
-    [SUBSCRIBER_STATUS_DEFAULT, SALESFORCE_ACTIVITY_DEFAULT, daily_default("Europe/London"),
+    [SUBSCRIBER_STATUS_DEFAULT, ManualSchedule(), daily_default("Europe/London"),
      HourlySchedule(minute=45, tz="Asia/Kathmandu"),
      WeeklySchedule(day="sunday", at=time(1, 30), tz="America/New_York"),
      EveryNDaysSchedule(days=5, at=time(23, 59), anchor=date(2025, 2, 28), tz="Pacific/Chatham")],

@@ -107,7 +107,7 @@ def dev(
         ".stack"
     ),
 ) -> None:
-    """The whole path on this machine: local stack, a Salesforce simulator, sample events every
+    """The whole path on this machine: local stack, CRM simulators, sample events every
     few seconds, windows closing every minute, and the service; Ctrl-C stops all of it (needs the
     dev tools)."""
     commands = _dev_commands("dev")

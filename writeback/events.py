@@ -204,7 +204,7 @@ class Source(StrEnum):
 
 @_mirrors_schema
 class RecordType(StrEnum):
-    """Salesforce record type of an integration id."""
+    """The CRM record type an integration id names (seed 002: Contact or Lead)."""
 
     CONTACT = "CONTACT"
     LEAD = "LEAD"
@@ -225,7 +225,7 @@ class SubscriberAction(StrEnum):
 
 @_mirrors_schema
 class ScopeKind(StrEnum):
-    """Granularity of a (Personify) subscription change."""
+    """Granularity of a subscription change (seed 004)."""
 
     ALL_MAIL = "ALL_MAIL"
     GROUP_CATEGORY = "GROUP_CATEGORY"
@@ -236,7 +236,7 @@ class ScopeKind(StrEnum):
 
 @_mirrors_schema
 class ClickTarget(StrEnum):
-    """An ordinary link or an advertisement (netFORUM writes different message names)."""
+    """An ordinary link or an advertisement (seed 000 writes different message names)."""
 
     LINK = "LINK"
     ADVERTISEMENT = "ADVERTISEMENT"
@@ -534,7 +534,7 @@ class Recipient(BaseModel):
 
 
 class SubscriptionScope(BaseModel):
-    """The part of the mail a subscription change applies to (Personify, seed 004)."""
+    """The part of the mail a subscription change applies to (seed 004)."""
 
     model_config = _FROZEN
     kind: KnownScopeKind
@@ -561,7 +561,7 @@ class Mailing(BaseModel):
 
 
 class OpenDetails(BaseModel):
-    """Device, client and country of an open (netFORUM's Open message name)."""
+    """Device, client and country of an open (seed 000's Open message name)."""
 
     model_config = _FROZEN
     device: NonEmptyStr | None = None

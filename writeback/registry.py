@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from writeback.adapters.registry import KINDS
 from writeback.events import (
     ACTIVITY_TOPIC,
     COMMUNITY_TOPIC,
@@ -18,14 +19,13 @@ from writeback.events import (
 )
 
 COMPATIBILITY = "BACKWARD"
-CRM_KINDS = ("netforum", "salesforce", "personify", "tracking", "community")
 
 SUBJECT_SCHEMAS: dict[str, str] = {
     subject_for(SUBSCRIBER_TOPIC): "SubscriberEvent",
     subject_for(ACTIVITY_TOPIC): "ActivityEvent",
     subject_for(COMMUNITY_TOPIC): "CommunityListEvent",
     subject_for(DLQ_INGEST_TOPIC): "DeadLetter",
-    **{subject_for(dead_letter_topic(kind)): "DeadLetter" for kind in CRM_KINDS},
+    **{subject_for(dead_letter_topic(kind)): "DeadLetter" for kind in KINDS},
 }
 
 

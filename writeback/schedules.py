@@ -53,7 +53,6 @@ from pydantic import (
 
 __all__ = [
     "DAILY_DEFAULT_AT",
-    "SALESFORCE_ACTIVITY_DEFAULT",
     "SUBSCRIBER_STATUS_DEFAULT",
     "DailySchedule",
     "EveryNDaysSchedule",
@@ -174,17 +173,14 @@ _WALL_CLOCK_KINDS = frozenset({"hourly", "daily", "weekly", "every_n_days"})
 SUBSCRIBER_STATUS_DEFAULT = IntervalSchedule(minutes=10)
 """Unsubscribe, resubscribe and bad email go out every ten minutes (seed 000)."""
 
-SALESFORCE_ACTIVITY_DEFAULT = ManualSchedule()
-"""Salesforce mailing activity defaults to frequency Manual (seed 002)."""
-
 DAILY_DEFAULT_AT = time(4, 0)
-"""Tracking and Personify push once daily (seeds 001, 004). 04:00 is after the day's activity and
+"""The once-daily pushes (seeds 001, 004) go at 04:00 by default: 04:00 is after the day's activity and
 outside every common DST gap or overlap (US 02:00, EU 01:00 UTC, Australia 02:00-03:00), so the
 default never depends on the gap/overlap policy."""
 
 
 def daily_default(tz: str) -> DailySchedule:
-    """The once-daily schedule for tracking and Personify; a factory because the time of day is
+    """The once-daily default schedule (seeds 001, 004); a factory because the time of day is
     the account's, so there is no zone-free constant to share."""
     return DailySchedule(at=DAILY_DEFAULT_AT, tz=tz)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from writeback import health
-from writeback.adapters import open_adapter
 from writeback.config import ServiceConfig
 from writeback.consumers import flusher as flushing
 from writeback.consumers import ingest as ingesting
@@ -62,7 +61,7 @@ def build_flusher(
     return flushing.Flusher(
         ledger,
         settings,
-        open_adapter,
+        flushing.open_adapter,
         sink,
         serde,
         policy=config.retry,

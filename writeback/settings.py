@@ -5,9 +5,9 @@ database so every instance of the service works from the same settings.
 
 Rules from the seeds that validation enforces rather than silently fixes:
 - unsubscribe, resubscribe and bad email writebacks cannot be turned off (000, 002);
-- Salesforce mailing activity defaults to Sent on, frequency Manual (002);
-- tracking and Personify push once daily (001, 004); subscriber status every ten minutes (000);
-- subscriber status is never manual, for any kind, and never slower than a seed's cadence;
+- each connection kind declares its defaults, the optional types it offers and the slowest
+  subscriber cadence its seed allows (`writeback.adapters.<kind>`);
+- subscriber status is never manual, for any kind, and never slower than its kind's cadence;
 - credentials are referenced ({env = "NAME"} or {file = "/path"}), never written inline, at
   any depth of `crm`, and no URL there carries user info.
 """
@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -38,60 +39,15 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from writeback import schedules
+from writeback.adapters import registry
+from writeback.adapters.base import Kind
+from writeback.secrets import SecretRef
 from writeback.errors import ConfigError
 from writeback.ledger import Ledger
 from writeback.schedules import Schedule, TimeZoneName
 from writeback.writebacks import MailingActivity, WritebackClass
 
 _MODEL = ConfigDict(frozen=True, extra="forbid")
-
-
-class ConnectionKind(StrEnum):
-    NETFORUM = "netforum"
-    SALESFORCE = "salesforce"
-    PERSONIFY = "personify"
-    TRACKING = "tracking"
-    COMMUNITY = "community"
-
-
-MAILING_ACTIVITY_BY_KIND: dict[ConnectionKind, frozenset[MailingActivity]] = {
-    ConnectionKind.NETFORUM: frozenset(MailingActivity),
-    ConnectionKind.SALESFORCE: frozenset({MailingActivity.SENT, MailingActivity.OPENED}),
-}
-
-
-class PersonifyMode(StrEnum):
-    """Seed 004: subscription activity as CUS_ACTIVITY records, as the CUS_OPT_IN flag, or both."""
-
-    ACTIVITY = "activity"
-    OPT_IN = "opt_in"
-    BOTH = "both"
-
-
-class SecretRef(BaseModel):
-    """Where a credential lives. Resolved only when a connection is opened, never stored."""
-
-    model_config = _MODEL
-    env: str | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
-        return self
-
-    def resolve(self) -> SecretStr:
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise ConfigError(f"environment variable {self.env} is not set")
-            return SecretStr(value)
-        assert self.file is not None
-        try:
-            return SecretStr(self.file.read_text().strip())
-        except OSError as exc:
-            raise ConfigError(f"secret file {self.file} cannot be read: {exc.strerror}") from None
 
 
 class Writebacks(BaseModel):
@@ -115,16 +71,24 @@ class Writebacks(BaseModel):
 
 
 class Connection(BaseModel):
+    """One CRM connection. What its kind means (which writebacks, schedules and `crm` settings
+    it has) comes from the kind's declaration in `writeback.adapters`."""
+
     model_config = _MODEL
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    kind: ConnectionKind
+    kind: str
     enabled: bool = True
     writebacks: Writebacks = Writebacks()
     schedules: dict[WritebackClass, Schedule] = Field(default_factory=dict)
-    suppress_email_opt_out: bool = False  # Salesforce (002)
-    personify_mode: PersonifyMode = PersonifyMode.BOTH  # Personify (004)
-    tracking_enabled: bool = True  # tracking (001)
     crm: dict[str, Any] = Field(default_factory=dict)
+    _config: BaseModel | None = PrivateAttr(None)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in registry.KINDS:
+            raise ValueError(f"unknown connection kind {value!r}; one of {', '.join(map(repr, sorted(registry.KINDS)))}")
+        return value
 
     @field_validator("crm")
     @classmethod
@@ -141,20 +105,20 @@ class Connection(BaseModel):
         """Unsubscribes are the CAN-SPAM writeback that cannot be turned off (000, 002): a manual
         schedule would turn them off in effect, and a slower one would break a seed's cadence."""
         schedule = value.get(WritebackClass.SUBSCRIBER)
-        kind = info.data.get("kind")
+        kind = registry.KINDS.get(info.data.get("kind") or "")
         if schedule is None or kind is None:
             return value
         cadence = schedules.cadence(schedule)
-        required = SUBSCRIBER_CADENCE.get(kind)
         if cadence is None:
             reason = (
                 "subscriber status cannot be manual: unsubscribes, resubscribes and bad emails "
                 "must go out on a schedule (000, 002)"
             )
-        elif required is not None and cadence > required:
+        elif kind.subscriber_cadence is not None and cadence > kind.subscriber_cadence[0]:
+            required, seed = kind.subscriber_cadence
             reason = (
-                f"{kind} subscriber status goes out at least every {_span(required)} "
-                f"(seed {_CADENCE_SEED[kind]}); this schedule fires every {_span(cadence)}"
+                f"{kind.name} subscriber status goes out at least every {_span(required)} "
+                f"(seed {seed}); this schedule fires every {_span(cadence)}"
             )
         else:
             return value
@@ -163,7 +127,7 @@ class Connection(BaseModel):
 
     @model_validator(mode="after")
     def _kind_rules(self) -> Connection:
-        allowed = MAILING_ACTIVITY_BY_KIND.get(self.kind, frozenset())
+        allowed = self.offered_mailing_activity()
         chosen = self.writebacks.mailing_activity
         if chosen is not None and not chosen <= allowed:
             extra = ", ".join(sorted(chosen - allowed))
@@ -171,36 +135,35 @@ class Connection(BaseModel):
                 f"writebacks.mailing_activity: {extra} not available for {self.kind} connections"
                 + (f" (choose from {', '.join(sorted(allowed))})" if allowed else "")
             )
-        if self.suppress_email_opt_out and self.kind is not ConnectionKind.SALESFORCE:
-            raise ValueError("suppress_email_opt_out: only Salesforce connections have it")
+        try:
+            self._config = self.kind_of().config.model_validate(self.crm)
+        except ValidationError as exc:
+            _refuse("crm", [(("crm", *map(str, e["loc"])), e["msg"].removeprefix("Value error, ")) for e in exc.errors()])
         return self
 
+    def kind_of(self) -> Kind:
+        return registry.KINDS[self.kind]
+
+    @property
+    def config(self) -> Any:
+        """The kind's settings model, validated from `crm` (secrets still as references)."""
+        return self._config
+
+    def offered_mailing_activity(self) -> frozenset[MailingActivity]:
+        return self.kind_of().mailing_activity
+
     def mailing_activity(self) -> frozenset[MailingActivity]:
+        """The optional types switched on: as chosen, else the kind's defaults."""
         if self.writebacks.mailing_activity is not None:
             return self.writebacks.mailing_activity
-        if self.kind is ConnectionKind.SALESFORCE:
-            return frozenset({MailingActivity.SENT})  # 002: Sent checked by default
-        return MAILING_ACTIVITY_BY_KIND.get(self.kind, frozenset())
+        kind = self.kind_of()
+        return kind.mailing_activity if kind.mailing_activity_on is None else kind.mailing_activity_on
 
     def schedule(self, wb_class: WritebackClass) -> Schedule:
         return self.schedules[wb_class]
 
     def secret(self, key: str) -> SecretStr:
         return SecretRef.model_validate(self.crm[key]).resolve()
-
-
-SUBSCRIBER_CADENCE: dict[ConnectionKind, timedelta] = {
-    ConnectionKind.NETFORUM: timedelta(minutes=10),  # 000: "sent ... every ten minutes"
-    ConnectionKind.TRACKING: timedelta(days=1),  # 001: "once daily"
-    ConnectionKind.PERSONIFY: timedelta(days=1),  # 004: "once daily"
-}
-"""The slowest subscriber-status cadence a seed allows. Salesforce (002: "polled regularly") and
-community name no cadence, so for them only manual is refused."""
-_CADENCE_SEED = {
-    ConnectionKind.NETFORUM: "000",
-    ConnectionKind.TRACKING: "001",
-    ConnectionKind.PERSONIFY: "004",
-}
 
 
 def _span(period: timedelta) -> str:
@@ -299,18 +262,6 @@ def _refuse(title: str, problems: list[_Problem]) -> None:
         )
 
 
-def default_schedules(kind: ConnectionKind, tz: str) -> dict[WritebackClass, Schedule]:
-    if kind in (ConnectionKind.TRACKING, ConnectionKind.PERSONIFY):
-        daily = schedules.daily_default(tz)
-        return {WritebackClass.SUBSCRIBER: daily, WritebackClass.ACTIVITY: daily}
-    activity: Schedule = (
-        schedules.SALESFORCE_ACTIVITY_DEFAULT
-        if kind is ConnectionKind.SALESFORCE
-        else schedules.daily_default(tz)
-    )
-    return {WritebackClass.SUBSCRIBER: schedules.SUBSCRIBER_STATUS_DEFAULT, WritebackClass.ACTIVITY: activity}
-
-
 class Account(BaseModel):
     model_config = _MODEL
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -333,10 +284,9 @@ class Account(BaseModel):
             given = raw.get("schedules") or {}
             merged: dict[str, Any] = {}
             try:
-                merged.update(
-                    {str(k): v.model_dump(mode="json") for k, v in default_schedules(ConnectionKind(raw.get("kind")), tz).items()}
-                )
-            except ValueError:
+                defaults = registry.KINDS[raw["kind"]].schedules(tz)
+                merged.update({str(k): v.model_dump(mode="json") for k, v in defaults.items()})
+            except (KeyError, TypeError, ValueError):
                 pass  # unknown kind or zone: the field validators report it
             for key, schedule in given.items() if isinstance(given, dict) else ():
                 if isinstance(schedule, dict) and schedule.get("kind") not in (None, "interval", "manual"):
@@ -446,7 +396,7 @@ def apply(ledger: Ledger, settings: Settings, now: datetime) -> None:
             {
                 "id": c.id,
                 "account_id": a.id,
-                "kind": c.kind.value,
+                "kind": c.kind,
                 "enabled": c.enabled,
                 "settings": c.model_dump(mode="json"),
                 "updated_at": now,

@@ -1,7 +1,7 @@
 """Seed 001's tracking taxonomy (Activity Code / Activity Subcode), read from the schemas.
 
-The tracking product writes every activity as a pair of exact labels (in Salesforce, Activity
-Group = code and Activity = subcode). No label lives in this module: the Avro enums carry them
+The tracking product writes every activity as a pair of exact labels. No label lives in this
+module: the Avro enums carry them
 (`x-labels` for seed text that is not a valid Avro name, `x-code` for the subcode -> code map,
 `x-tracking-code` for subscriber actions, `x-extensions` for pairs that seed 000 needs but 001
 does not list), so a new subcode is a schema change and nothing here has to follow it.
@@ -54,7 +54,7 @@ def code_of(subcode: str) -> ActivityCode:  # type: ignore[valid-type]
 
 @cache
 def extension_subcodes() -> frozenset[str]:
-    """Subcodes seed 000 (netFORUM mailing activity) needs that seed 001 does not list.
+    """Subcodes seed 000's mailing activity needs that seed 001 does not list.
 
     The tracking integration may choose not to write them, since its CRMs only know 001's pairs.
     """

@@ -1,16 +1,13 @@
-"""The unit of work that flows from the ledger, through the flusher, to a CRM adapter.
-
-These types are the boundary between the ledger (which owns persistence) and the adapters
-(which own CRM protocols): adapters never see SQLAlchemy rows, and the ledger never sees HTTP.
-"""
+"""What a writeback is across the service: its class (which schedule it waits for), its status
+in the writeback list, the optional mailing-activity types, and a row as the flusher claims it.
+What an adapter receives and answers is in `writeback.adapters.base`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 
 class WritebackClass(StrEnum):
@@ -22,7 +19,7 @@ class WritebackClass(StrEnum):
 
 
 class MailingActivity(StrEnum):
-    """The mailing-activity writebacks of seed 000 (netFORUM); Salesforce offers Sent and Opened."""
+    """The optional mailing-activity writebacks of seed 000; each kind offers some of them."""
 
     SENT = "sent"
     OPENED = "opened"
@@ -39,21 +36,10 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-class Disposition(StrEnum):
-    """What an adapter says happened to one writeback."""
-
-    COMPLETED = "completed"
-    RETRY = "retry"  # transient: the row stays pending and is tried again later
-    FAILED = "failed"  # permanent: the row fails and goes to the dead-letter topic
-
-
 @dataclass(frozen=True, slots=True)
-class Writeback:
-    """One event bound for one CRM connection.
-
-    `event` is the decoded event as JSON-compatible data (the pydantic model's
-    `model_dump(mode="json")`), so adapters and replay work from one representation.
-    """
+class Claimed:
+    """A ledger row the flusher claimed, with its event as stored (JSON-compatible data). The
+    flusher decodes the event into the contract's model before an adapter sees it."""
 
     id: str
     account_id: str
@@ -62,42 +48,8 @@ class Writeback:
     recipient_key: str
     occurred_at: datetime
     event_type: str  # "subscriber" | "activity" | "community"
-    event: dict[str, Any]
+    payload: dict[str, Any]
     attempts: int = 0
     first_failed_at: datetime | None = None
     source: tuple[str, int, int] | None = None  # (topic, partition, offset) it was consumed from
     replay_count: int = 0  # times an engineer replayed its dead letter
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    writeback_id: str
-    disposition: Disposition
-    error_code: str | None = None
-    error_message: str | None = None
-    retry_after: float | None = None  # seconds, when the CRM said so (Retry-After)
-    crm_ids: tuple[str, ...] = field(default=())  # ids the CRM gave what we wrote
-
-    @classmethod
-    def completed(cls, writeback_id: str, *crm_ids: str) -> Outcome:
-        return cls(writeback_id, Disposition.COMPLETED, crm_ids=crm_ids)
-
-    @classmethod
-    def failed(cls, writeback_id: str, code: str, message: str) -> Outcome:
-        return cls(writeback_id, Disposition.FAILED, code, message)
-
-    @classmethod
-    def retry(
-        cls, writeback_id: str, code: str, message: str, retry_after: float | None = None
-    ) -> Outcome:
-        return cls(writeback_id, Disposition.RETRY, code, message, retry_after)
-
-
-class Adapter(Protocol):
-    """What the flusher needs from a CRM adapter: one Outcome per writeback, in input order."""
-
-    max_batch: int
-
-    def write(self, batch: Sequence[Writeback]) -> list[Outcome]: ...
-
-    def close(self) -> None: ...

@@ -26,6 +26,8 @@ from writeback.serde import EventSerde, registry_client
 from writeback.writebacks import WritebackClass
 
 T0 = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
+# a Salesforce connection's `crm` settings, for tests that never call the CRM
+SF_CRM = {"login_url": "https://acme.my.salesforce.com", "client_id": "acme", "client_secret": {"env": "ACME_SF_SECRET"}}
 
 
 def subscriber(

@@ -19,7 +19,7 @@ from writeback.consumers.breaker import (
     Transition,
 )
 from writeback.consumers.retries import batch_health
-from writeback.writebacks import Outcome
+from writeback.adapters.base import Outcome
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 POLICY = BreakerPolicy(

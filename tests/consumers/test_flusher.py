@@ -26,7 +26,7 @@ from writeback.errors import PublishError
 from writeback.events import ErrorClass
 from writeback.ledger import Ledger
 from writeback.settings import parse_settings
-from writeback.writebacks import Outcome, Writeback
+from writeback.adapters.base import ErrorKind, Outcome, Writeback
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
@@ -187,8 +187,8 @@ def test_transient_failures_back_off_and_complete_and_exhaustion_dead_letters(
     flaky, hopeless = subscriber(email="flaky@example.org"), subscriber(email="hopeless@example.org")
     ledger.insert(rows_for([flaky, hopeless], "c1", closes=T0), now=T0)
     flaky_id, hopeless_id = (writeback_id(e.event_id, "c1") for e in (flaky, hopeless))
-    recorder.answer(flaky_id, lambda i: Outcome.retry(i, "UNABLE_TO_LOCK_ROW", "locked"))
-    recorder.answer(hopeless_id, *[lambda i: Outcome.retry(i, "UNABLE_TO_LOCK_ROW", "locked")] * 5)
+    recorder.answer(flaky_id, lambda i: Outcome.retry(i, "UNABLE_TO_LOCK_ROW", "locked", kind=ErrorKind.CONTENTION))
+    recorder.answer(hopeless_id, *[lambda i: Outcome.retry(i, "UNABLE_TO_LOCK_ROW", "locked", kind=ErrorKind.CONTENTION)] * 5)
     flusher = make_flusher()
 
     flusher.flush_due()

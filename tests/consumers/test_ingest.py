@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.consumers.conftest import (
+    SF_CRM,
     T0,
     activity,
     group_consumer,
@@ -50,7 +51,7 @@ SETTINGS = parse_settings(
                 "id": "acme",
                 "time_zone": "America/New_York",
                 "connections": [
-                    {"id": "acme-sf", "kind": "salesforce"},
+                    {"id": "acme-sf", "kind": "salesforce", "crm": SF_CRM},
                     {"id": "acme-nf", "kind": "netforum"},
                     {"id": "acme-off", "kind": "netforum", "enabled": False},
                 ],

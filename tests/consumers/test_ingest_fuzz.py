@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.consumers.conftest import activity, subscriber
+from tests.consumers.conftest import SF_CRM, activity, subscriber
 from writeback.consumers.dead_letters import INVALID_EVENT, UNDECODABLE
 from writeback.consumers.ingest import Consumed, Ingest
 from writeback.events import ActivityEvent, DeadLetter, SubscriberEvent
@@ -29,7 +29,7 @@ SETTINGS = parse_settings(
             {
                 "id": "acme",
                 "time_zone": "UTC",
-                "connections": [{"id": "acme-sf", "kind": "salesforce"}, {"id": "acme-nf", "kind": "netforum"}],
+                "connections": [{"id": "acme-sf", "kind": "salesforce", "crm": SF_CRM}, {"id": "acme-nf", "kind": "netforum"}],
             }
         ]
     }

@@ -17,7 +17,6 @@ import pytest
 from confluent_kafka import Consumer
 
 from tests.consumers.conftest import T0, rows_for, subscriber, wait_for
-from writeback.adapters import open_adapter
 from writeback.adapters.salesforce import NOTE_MARKER
 from writeback.consumers import dead_letters
 from writeback.consumers import replay as replaying
@@ -28,7 +27,7 @@ from writeback.consumers.breaker import (
     Transition,
 )
 from writeback.consumers.dead_letters import DeadLetterSink
-from writeback.consumers.flusher import Flusher
+from writeback.consumers.flusher import Flusher, open_adapter
 from writeback.consumers.ingest import Ingest, writeback_id
 from writeback.consumers.retries import RetryPolicy
 from writeback.events import ErrorClass, OriginalRecord, SubscriberEvent

@@ -11,27 +11,40 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from writeback.adapters import salesforce
+from writeback.adapters.base import Disposition, ErrorKind, Outcome
 from writeback.consumers.retries import (
     RETRIES_EXHAUSTED,
     UNKNOWN_ERROR,
-    ErrorKind,
     Jitter,
     RetryPolicy,
     backoff,
     batch_health,
-    classify,
     consumes_attempt,
     decide,
     error_class,
     error_kind,
-    is_transient,
 )
 from writeback.events import ErrorClass
 from writeback.ledger import RowResult
-from writeback.writebacks import Disposition, Outcome, Status
+from writeback.writebacks import Status
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+# the kinds adapters give these codes (each adapter maps its CRM's codes; see tests/adapters)
+KIND_OF = {
+    "UNABLE_TO_LOCK_ROW": ErrorKind.CONTENTION,
+    "HTTP_429": ErrorKind.THROTTLED,
+    "REQUEST_LIMIT_EXCEEDED": ErrorKind.THROTTLED,
+    "OAUTH_INVALID_CLIENT": ErrorKind.CREDENTIALS,
+    "OAUTH_INVALID_GRANT": ErrorKind.CREDENTIALS,
+    "ORDER_BLOCKED": ErrorKind.ORDER,
+}
+
+
+def retry(writeback_id: str, code: str, message: str, retry_after: float | None = None) -> Outcome:
+    """A RETRY outcome as an adapter gives it: the code its CRM said, the kind it mapped."""
+    return Outcome.retry(writeback_id, code, message, retry_after, KIND_OF.get(code, ErrorKind.OUTAGE))
+
+
 POLICY = RetryPolicy()  # 5 s base, 15 min cap, 12 attempts, 3 days, 1 h Retry-After, equal jitter
 
 
@@ -96,7 +109,7 @@ def test_huge_attempt_counts_do_not_overflow() -> None:
 
 
 def test_same_seed_same_decision() -> None:
-    outcome = Outcome.retry("wb", "HTTP_503", "down")
+    outcome = retry("wb", "HTTP_503", "down")
     first = decide(outcome, 4, NOW, NOW, POLICY, random.Random(42))
     assert first == decide(outcome, 4, NOW, NOW, POLICY, random.Random(42))
 
@@ -105,7 +118,7 @@ def test_same_seed_same_decision() -> None:
 
 
 def test_transient_failure_stays_pending_with_its_error_and_a_backoff() -> None:
-    outcome = Outcome.retry("wb-1", "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access")
+    outcome = retry("wb-1", "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access")
     result = decide(outcome, 3, NOW - timedelta(minutes=1), NOW, POLICY, random.Random(1))
     assert result.writeback_id == "wb-1"
     assert result.status is Status.PENDING
@@ -119,30 +132,30 @@ def test_transient_failure_stays_pending_with_its_error_and_a_backoff() -> None:
 
 
 def test_retry_after_longer_than_the_backoff_is_the_wait() -> None:
-    outcome = Outcome.retry("wb", "HTTP_429", "slow down", retry_after=120)
+    outcome = retry("wb", "HTTP_429", "slow down", retry_after=120)
     result = decide(outcome, 0, None, NOW, POLICY, random.Random(1))
     assert result.next_attempt_at == NOW + timedelta(seconds=120)
 
 
 def test_retry_after_shorter_than_the_backoff_does_not_shorten_it() -> None:
-    outcome = Outcome.retry("wb", "HTTP_429", "slow down", retry_after=1)
+    outcome = retry("wb", "HTTP_429", "slow down", retry_after=1)
     result = decide(outcome, 9, None, NOW, POLICY, Fixed(0.0))
     assert result.next_attempt_at == NOW + ceiling(10) / 2
 
 
 def test_retry_after_is_honoured_above_max_delay_up_to_max_retry_after() -> None:
-    forty_minutes = Outcome.retry("wb", "HTTP_503", "maintenance", retry_after=40 * 60)
+    forty_minutes = retry("wb", "HTTP_503", "maintenance", retry_after=40 * 60)
     result = decide(forty_minutes, 0, None, NOW, POLICY, random.Random(1))
     assert result.next_attempt_at == NOW + timedelta(minutes=40)
 
-    next_week = Outcome.retry("wb", "HTTP_503", "maintenance", retry_after=7 * 86400)
+    next_week = retry("wb", "HTTP_503", "maintenance", retry_after=7 * 86400)
     result = decide(next_week, 0, None, NOW, POLICY, random.Random(1))
     assert result.next_attempt_at == NOW + POLICY.max_retry_after == NOW + timedelta(hours=1)
 
 
 @pytest.mark.parametrize("retry_after", [0.0, -5.0, math.nan, math.inf, -math.inf])
 def test_meaningless_retry_after_falls_back_to_backoff(retry_after: float) -> None:
-    outcome = Outcome.retry("wb", "HTTP_503", "down", retry_after=retry_after)
+    outcome = retry("wb", "HTTP_503", "down", retry_after=retry_after)
     result = decide(outcome, 0, None, NOW, POLICY, Fixed(0.0))
     assert result.next_attempt_at == NOW + ceiling(1) / 2
 
@@ -157,7 +170,7 @@ def test_retry_without_a_code_is_recorded_as_unknown_so_the_ledger_dates_the_fai
 
 
 def test_gives_up_on_the_max_attempts_th_try_keeping_the_last_error() -> None:
-    outcome = Outcome.retry("wb", "HTTP_503", "POST composite/sobjects: HTTP 503 down")
+    outcome = retry("wb", "HTTP_503", "POST composite/sobjects: HTTP 503 down")
     still = decide(outcome, POLICY.max_attempts - 2, NOW, NOW, POLICY, random.Random(1))
     assert still.status is Status.PENDING
 
@@ -172,7 +185,7 @@ def test_gives_up_on_the_max_attempts_th_try_keeping_the_last_error() -> None:
 
 
 def test_gives_up_once_the_row_has_been_failing_for_max_age() -> None:
-    outcome = Outcome.retry("wb", "TIMEOUT", "no answer within 30s")
+    outcome = retry("wb", "TIMEOUT", "no answer within 30s")
     almost = NOW - POLICY.max_age + timedelta(seconds=1)
     assert decide(outcome, 2, almost, NOW, POLICY, random.Random(1)).status is Status.PENDING
 
@@ -187,13 +200,13 @@ def test_gives_up_once_the_row_has_been_failing_for_max_age() -> None:
 
 
 def test_age_counts_from_the_first_failure_so_a_first_failure_never_ages_out() -> None:
-    outcome = Outcome.retry("wb", "TIMEOUT", "no answer")
+    outcome = retry("wb", "TIMEOUT", "no answer")
     assert decide(outcome, 0, None, NOW, POLICY, random.Random(1)).status is Status.PENDING
 
 
 def test_single_attempt_policy_gives_up_at_once() -> None:
     policy = RetryPolicy(max_attempts=1)
-    result = decide(Outcome.retry("wb", "HTTP_500", ""), 0, None, NOW, policy, random.Random(1))
+    result = decide(retry("wb", "HTTP_500", ""), 0, None, NOW, policy, random.Random(1))
     assert (result.status, result.error_message) == (
         Status.FAILED,
         "gave up after 1 attempts; last error HTTP_500",
@@ -232,7 +245,7 @@ def test_permanent_failure_fails_at_once_whatever_the_attempts_left() -> None:
 
 def test_order_blocked_waits_base_delay_and_never_gives_up() -> None:
     message = "an earlier writeback for this recipient has not completed"
-    outcome = Outcome.retry("wb", "ORDER_BLOCKED", message)
+    outcome = retry("wb", "ORDER_BLOCKED", message)
     result = decide(outcome, 500, NOW - timedelta(days=30), NOW, POLICY, random.Random(1))
     assert result == RowResult(
         "wb", Status.PENDING, "ORDER_BLOCKED", message, NOW + POLICY.base_delay, counts_attempt=False
@@ -242,7 +255,7 @@ def test_order_blocked_waits_base_delay_and_never_gives_up() -> None:
 
 
 def test_credential_failures_wait_past_max_attempts_but_not_past_max_age() -> None:
-    outcome = Outcome.retry("wb", "OAUTH_INVALID_CLIENT", "Salesforce refused the credentials")
+    outcome = retry("wb", "OAUTH_INVALID_CLIENT", "Salesforce refused the credentials")
     assert not consumes_attempt(outcome)
     waiting = decide(outcome, 100, NOW - timedelta(days=1), NOW, POLICY, Fixed(0.0))
     assert waiting.status is Status.PENDING
@@ -254,70 +267,23 @@ def test_credential_failures_wait_past_max_attempts_but_not_past_max_age() -> No
 
 
 def test_ordinary_failures_consume_attempts() -> None:
-    assert consumes_attempt(Outcome.retry("wb", "HTTP_503", ""))
-    assert consumes_attempt(Outcome.retry("wb", "UNABLE_TO_LOCK_ROW", ""))
+    assert consumes_attempt(retry("wb", "HTTP_503", ""))
+    assert consumes_attempt(retry("wb", "UNABLE_TO_LOCK_ROW", ""))
     assert consumes_attempt(Outcome.failed("wb", "INVALID_FIELD", ""))
 
 
 # -- the taxonomy ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("code", "kind"),
-    [
-        ("TIMEOUT", ErrorKind.OUTAGE),
-        ("CONNECTION_ERROR", ErrorKind.OUTAGE),
-        ("INVALID_RESPONSE", ErrorKind.OUTAGE),
-        ("SERVER_UNAVAILABLE", ErrorKind.OUTAGE),
-        ("HTTP_500", ErrorKind.OUTAGE),
-        ("HTTP_503", ErrorKind.OUTAGE),
-        ("HTTP_599", ErrorKind.OUTAGE),
-        ("HTTP_408", ErrorKind.OUTAGE),
-        ("HTTP_429", ErrorKind.THROTTLED),
-        ("REQUEST_LIMIT_EXCEEDED", ErrorKind.THROTTLED),
-        ("HTTP_401", ErrorKind.CREDENTIALS),
-        ("INVALID_SESSION_ID", ErrorKind.CREDENTIALS),
-        ("OAUTH_INVALID_CLIENT", ErrorKind.CREDENTIALS),
-        ("OAUTH_INVALID_GRANT", ErrorKind.CREDENTIALS),
-        ("UNABLE_TO_LOCK_ROW", ErrorKind.CONTENTION),
-        ("ALL_OR_NONE_OPERATION_ROLLED_BACK", ErrorKind.CONTENTION),
-        ("ORDER_BLOCKED", ErrorKind.ORDER),
-        ("INVALID_CROSS_REFERENCE_KEY", ErrorKind.PERMANENT),
-        ("ENTITY_IS_DELETED", ErrorKind.PERMANENT),
-        ("INTEGRATION_ID_MISMATCH", ErrorKind.PERMANENT),
-        ("ORIGIN_MISMATCH", ErrorKind.PERMANENT),
-        ("REQUIRED_FIELD_MISSING", ErrorKind.PERMANENT),
-        ("HTTP_400", ErrorKind.PERMANENT),
-        ("HTTP_404", ErrorKind.PERMANENT),
-        ("HTTP_5000", ErrorKind.PERMANENT),
-        ("", ErrorKind.PERMANENT),
-        (None, ErrorKind.PERMANENT),
-    ],
-)
-def test_classify(code: str | None, kind: ErrorKind) -> None:
-    assert classify(code) is kind
-    assert is_transient(code) is (kind is not ErrorKind.PERMANENT)
-
-
-def test_taxonomy_agrees_with_the_salesforce_adapter() -> None:
-    assert all(is_transient(code) for code in salesforce.TRANSIENT_RECORD_CODES)
-    assert is_transient(salesforce.ORDER_BLOCKED)
-    assert not any(is_transient(code) for code in salesforce.UNKNOWN_RECIPIENT_CODES)
-    assert not is_transient(salesforce.INTEGRATION_ID_MISMATCH)
-
-
-def test_adapter_disposition_wins_over_the_code() -> None:
-    assert error_kind(Outcome.failed("wb", "HTTP_503", "")) is ErrorKind.PERMANENT
-    assert error_kind(Outcome.retry("wb", "UNKNOWN_EXCEPTION", "")) is ErrorKind.OUTAGE
-    assert error_kind(Outcome.retry("wb", "UNABLE_TO_LOCK_ROW", "")) is ErrorKind.CONTENTION
+def test_adapter_disposition_wins_over_the_kind() -> None:
+    assert error_kind(Outcome.failed("wb", "HTTP_503", "")) is ErrorKind.REJECTED
+    assert error_kind(Outcome("wb", Disposition.RETRY, "UNKNOWN_EXCEPTION", "")) is ErrorKind.OUTAGE
+    assert error_kind(Outcome("wb", Disposition.RETRY, "X", "", kind=ErrorKind.REJECTED)) is ErrorKind.OUTAGE
+    assert error_kind(retry("wb", "UNABLE_TO_LOCK_ROW", "")) is ErrorKind.CONTENTION
     assert error_kind(Outcome.completed("wb", "00T1")) is None
 
 
 # -- batch health ---------------------------------------------------------------------------------
-
-
-def retry(code: str) -> Outcome:
-    return Outcome.retry("wb", code, "")
 
 
 WRITTEN = Outcome.completed("wb", "00T000000000001")
@@ -331,20 +297,20 @@ LOCAL_FAILURE = Outcome.failed("wb", "INTEGRATION_ID_MISMATCH", "no integration 
     [
         ([], True),
         ([WRITTEN, WRITTEN], True),
-        ([retry("HTTP_503")] * 3, False),
-        ([retry("TIMEOUT"), retry("CONNECTION_ERROR")], False),
-        ([retry("HTTP_429")], False),
-        ([retry("REQUEST_LIMIT_EXCEEDED")], False),
-        ([retry("OAUTH_INVALID_CLIENT")] * 2, False),
-        ([retry("UNKNOWN_EXCEPTION")], False),
-        ([retry("HTTP_503"), retry("ORDER_BLOCKED")], False),
+        ([retry("wb", "HTTP_503", "")] * 3, False),
+        ([retry("wb", "TIMEOUT", ""), retry("wb", "CONNECTION_ERROR", "")], False),
+        ([retry("wb", "HTTP_429", "")], False),
+        ([retry("wb", "REQUEST_LIMIT_EXCEEDED", "")], False),
+        ([retry("wb", "OAUTH_INVALID_CLIENT", "")] * 2, False),
+        ([retry("wb", "UNKNOWN_EXCEPTION", "")], False),
+        ([retry("wb", "HTTP_503", ""), retry("wb", "ORDER_BLOCKED", "")], False),
         ([REJECTED, REJECTED], True),  # per-record permanent failures: the CRM answered
-        ([retry("UNABLE_TO_LOCK_ROW")] * 4, True),  # contention: the CRM answered
-        ([retry("ORDER_BLOCKED")], True),
-        ([WRITTEN, retry("HTTP_503")], True),  # part of the flush got through
-        ([Outcome.completed("wb"), retry("HTTP_503")], True),  # a write without a CRM id
-        ([NOTED, retry("HTTP_503"), retry("HTTP_503")], False),  # the note needed no CRM
-        ([LOCAL_FAILURE, retry("TIMEOUT")], False),  # nor did the recipient check
+        ([retry("wb", "UNABLE_TO_LOCK_ROW", "")] * 4, True),  # contention: the CRM answered
+        ([retry("wb", "ORDER_BLOCKED", "")], True),
+        ([WRITTEN, retry("wb", "HTTP_503", "")], True),  # part of the flush got through
+        ([Outcome.completed("wb"), retry("wb", "HTTP_503", "")], True),  # a write without a CRM id
+        ([NOTED, retry("wb", "HTTP_503", ""), retry("wb", "HTTP_503", "")], False),  # the note needed no CRM
+        ([LOCAL_FAILURE, retry("wb", "TIMEOUT", "")], False),  # nor did the recipient check
         ([NOTED, LOCAL_FAILURE], True),
     ],
 )
@@ -386,11 +352,11 @@ def test_pending_rows_come_back_later_but_within_the_documented_bound(
     retry_after: float | None,
     seed: int,
 ) -> None:
-    outcome = Outcome.retry("wb", code, "msg", retry_after)
+    outcome = retry("wb", code, "msg", retry_after)
     first_failed_at = NOW - failing_for if failing_for is not None else None
     result = decide(outcome, attempts_before, first_failed_at, NOW, policy, random.Random(seed))
 
-    kind = classify(code)
+    kind = error_kind(outcome)
     aged_out = failing_for is not None and failing_for >= policy.max_age
     waits = kind is ErrorKind.CREDENTIALS
     out_of_attempts = attempts_before + 1 >= policy.max_attempts and not waits

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from writeback.consumers.routing import Route, Routes, mailing_activity, route
+from writeback.adapters.base import Route, mailing_activity
+from writeback.consumers.routing import Routes, route
 from writeback.events import (
     ActivityEvent,
     Source,
@@ -19,18 +20,16 @@ from writeback.events import (
     enum_symbols,
 )
 from writeback_dev.samples import activity_samples, community_samples, subscriber_samples
-from writeback.settings import Connection, ConnectionKind, MailingActivity, parse_settings
+from writeback.settings import Connection, parse_settings
 from writeback.taxonomy import all_tracking_pairs, extension_subcodes, tracking_pair
-from writeback.writebacks import WritebackClass
+from writeback.writebacks import MailingActivity, WritebackClass
 
 SUB, ACT = WritebackClass.SUBSCRIBER, WritebackClass.ACTIVITY
-NETFORUM, SALESFORCE = ConnectionKind.NETFORUM, ConnectionKind.SALESFORCE
-PERSONIFY, TRACKING, COMMUNITY = (
-    ConnectionKind.PERSONIFY,
-    ConnectionKind.TRACKING,
-    ConnectionKind.COMMUNITY,
-)
-ALL_KINDS = tuple(ConnectionKind)
+NETFORUM, SALESFORCE, PERSONIFY, TRACKING, COMMUNITY = "netforum", "salesforce", "personify", "tracking", "community"
+ALL_KINDS = (NETFORUM, SALESFORCE, PERSONIFY, TRACKING, COMMUNITY)
+# what each kind needs in `crm` to be a valid connection (the routing rules do not read it)
+SF_CRM = {"login_url": "https://acme.my.salesforce.com", "client_id": "id", "client_secret": {"env": "SF_SECRET"}}
+CRM = {SALESFORCE: SF_CRM, TRACKING: SF_CRM}
 UNSUBSCRIBE, RESUBSCRIBE, BAD_EMAIL = (
     SubscriberAction.UNSUBSCRIBE,
     SubscriberAction.RESUBSCRIBE,
@@ -74,15 +73,17 @@ NOT_MAILING_ACTIVITY = tuple(s for s in ALL_SUBCODES if s not in EXPECTED_MAILIN
 # ---------------------------------------------------------------------------------------------
 
 
-def connection(kind: ConnectionKind, **fields: Any) -> Connection:
-    """One connection of an account, validated (and given its default schedules) by the settings."""
+def connection(kind: str, **fields: Any) -> Connection:
+    """One connection of an account, validated (and given its default schedules) by the settings;
+    keyword arguments other than connection fields are the kind's `crm` settings."""
+    crm = {**CRM.get(kind, {}), **{k: fields.pop(k) for k in list(fields) if k not in Connection.model_fields}}
     settings = parse_settings(
         {
             "accounts": [
                 {
                     "id": "acct",
                     "time_zone": "America/Chicago",
-                    "connections": [{"id": f"conn-{kind}", "kind": str(kind), **fields}],
+                    "connections": [{"id": f"conn-{kind}", "kind": kind, "crm": crm, **fields}],
                 }
             ]
         }
@@ -90,7 +91,7 @@ def connection(kind: ConnectionKind, **fields: Any) -> Connection:
     return settings.accounts[0].connections[0]
 
 
-def with_mailing_activity(kind: ConnectionKind, *types: MailingActivity) -> Connection:
+def with_mailing_activity(kind: str, *types: MailingActivity) -> Connection:
     return connection(kind, writebacks={"mailing_activity": [str(t) for t in types]})
 
 

@@ -98,7 +98,7 @@ def test_only_rows_whose_window_has_closed_are_claimed(ledger):
     assert ledger.acquire_lease("c1", "me", T0, LEASE)
     claimed = ledger.claim_due("c1", "me", T0, limit=10)
     assert [w.id for w in claimed] == ["wb-c1-1"]
-    assert claimed[0].event == {"n": 1}
+    assert claimed[0].payload == {"n": 1}
     assert ledger.get("wb-c1-1")["status"] == "in_flight"
     assert ledger.get("wb-c1-2")["status"] == "pending"
 

@@ -147,6 +147,15 @@ class Kind:
     origin_rule: bool = False  # keeps its own opt-out, which a marketing resubscribe cannot undo
 
 
+@dataclass(frozen=True)
+class Product:
+    """A CRM as the integrated product of a tracking connection (seed 001): its settings and
+    how to open an adapter that writes every code/subcode pair as an activity record."""
+
+    config: type[BaseModel]
+    open: Callable[[Account, Any], Adapter]
+
+
 # Route rules the kinds share -----------------------------------------------------------------
 
 STATUS_ACTIONS = frozenset({SubscriberAction.UNSUBSCRIBE, SubscriberAction.RESUBSCRIBE, SubscriberAction.BAD_EMAIL})
@@ -190,8 +199,3 @@ def route_outbound(
     if activity not in connection.mailing_activity():
         return drop("activity_type_disabled")
     return Route(WritebackClass.ACTIVITY)
-
-
-def describe_config(config: BaseModel) -> dict[str, Any]:
-    """A kind's settings as stored: secret references stay references, never resolved values."""
-    return config.model_dump(mode="json", exclude_defaults=True)

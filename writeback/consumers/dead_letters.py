@@ -35,7 +35,7 @@ from writeback.events import (
 from writeback.ledger.store import RowResult
 from writeback.producers.publisher import Headers, Publisher, message_limit
 from writeback.serde import EventSerde
-from writeback.writebacks import Writeback
+from writeback.writebacks import Claimed
 
 HEADER_PREFIX = "writeback.errors."
 OMITTED_HEADER = HEADER_PREFIX + "value.omitted"
@@ -105,7 +105,7 @@ def undecodable(
 
 
 def failed_writeback(
-    row: Writeback,
+    row: Claimed,
     result: RowResult,
     crm_kind: str,
     error_class: ErrorClass,
@@ -120,7 +120,7 @@ def failed_writeback(
     model = EVENT_KINDS[row.event_type]
     topic, partition, offset = row.source or (model.topic, 0, 0)
     try:
-        event = model.model_validate(row.event)
+        event = model.model_validate(row.payload)
         originals: tuple[OriginalRecord, ...] = (
             OriginalRecord(
                 topic=topic,

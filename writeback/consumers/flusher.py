@@ -31,14 +31,23 @@ from writeback.errors import PublishError, RegistryUnavailable
 from writeback.ledger.store import Ledger, RowResult
 from writeback.serde import EventSerde
 from writeback.settings import Account, Connection, Settings
-from writeback.writebacks import Adapter, Outcome, Writeback
+from writeback.adapters.base import Adapter, ErrorKind, Outcome, Writeback
+from writeback.events import EVENT_KINDS
+from writeback.writebacks import Claimed
 
 log = logging.getLogger("writeback.flusher")
 
 ADAPTER_ERROR = "ADAPTER_ERROR"  # the adapter raised instead of answering: treated as an outage
 NO_OUTCOME = "NO_OUTCOME"  # the adapter answered for fewer rows than it was given
+UNREADABLE_EVENT = "UNREADABLE_EVENT"  # the stored event no longer fits the contract
 
 AdapterFactory = Callable[[Account, Connection], Adapter | None]
+
+
+def open_adapter(account: Account, connection: Connection) -> Adapter | None:
+    """The connection's adapter, or None while its kind has none (its rows wait, pending)."""
+    opener = connection.kind_of().open
+    return opener(account, connection) if opener is not None else None
 
 
 def instance_owner() -> str:
@@ -136,7 +145,7 @@ class Flusher:
                 report.add(results)
                 for result in results:
                     metrics.FLUSH_OUTCOMES.labels(
-                        connection.kind.value, result.status.value, result.error_code or ""
+                        connection.kind, result.status.value, result.error_code or ""
                     ).inc()
                 if not self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl):
                     break
@@ -163,23 +172,33 @@ class Flusher:
         self._open[connection.id] = (connection, adapter)
         return adapter
 
-    def _write(self, adapter: Adapter, connection: Connection, batch: list[Writeback]) -> list[Outcome]:
+    def _write(self, adapter: Adapter, connection: Connection, batch: list[Claimed]) -> list[Outcome]:
+        """One outcome per claimed row: the adapter's, or the flusher's own when the row's event
+        cannot be read or the adapter gave none."""
+        typed, unreadable = [], {}
+        for row in batch:
+            try:
+                event = EVENT_KINDS[row.event_type].model_validate(row.payload)
+            except (KeyError, ValueError) as exc:
+                unreadable[row.id] = Outcome.failed(row.id, UNREADABLE_EVENT, f"the stored event does not fit the contract ({type(exc).__name__})")
+                continue
+            typed.append(Writeback(row.id, row.account_id, row.connection_id, row.wb_class, row.recipient_key, row.occurred_at, event))
         started = time.perf_counter()
         try:
-            outcomes = list(adapter.write(batch))
+            outcomes = list(adapter.write(typed)) if typed else []
         except Exception as exc:
             log.exception("adapter for %s raised", connection.id)
-            outcomes = [Outcome.retry(wb.id, ADAPTER_ERROR, type(exc).__name__) for wb in batch]
+            outcomes = [Outcome.retry(wb.id, ADAPTER_ERROR, type(exc).__name__) for wb in typed]
         finally:
-            metrics.FLUSH_BATCH_SECONDS.labels(connection.kind.value).observe(time.perf_counter() - started)
-        by_id = {o.writeback_id: o for o in outcomes}
+            metrics.FLUSH_BATCH_SECONDS.labels(connection.kind).observe(time.perf_counter() - started)
+        by_id = unreadable | {o.writeback_id: o for o in outcomes}
         return [
-            by_id.get(wb.id) or Outcome.retry(wb.id, NO_OUTCOME, "the adapter gave no outcome")
-            for wb in batch
+            by_id.get(row.id) or Outcome.retry(row.id, NO_OUTCOME, "the adapter gave no outcome", kind=ErrorKind.OUTAGE)
+            for row in batch
         ]
 
     def _dead_letter(
-        self, connection: Connection, batch: list[Writeback], results: list[RowResult], now: datetime
+        self, connection: Connection, batch: list[Claimed], results: list[RowResult], now: datetime
     ) -> int:
         letters = []
         for wb, result in zip(batch, results, strict=True):
@@ -187,7 +206,7 @@ class Flusher:
             if klass is not None:
                 letters.append(
                     dead_letters.failed_writeback(
-                        wb, result, connection.kind.value, klass, self.serde, now, wb.replay_count
+                        wb, result, connection.kind, klass, self.serde, now, wb.replay_count
                     )
                 )
         self.sink.send(letters)  # raises unless acknowledged: the rows stay in flight

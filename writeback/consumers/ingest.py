@@ -49,14 +49,12 @@ from writeback.events import (
 )
 from writeback.ledger.store import Ledger, NewWriteback, StateChange
 from writeback.serde import EventSerde
-from writeback.settings import Account, ConnectionKind, Settings
+from writeback.settings import Account, Settings
 from writeback.writebacks import Status, WritebackClass
 
 log = logging.getLogger("writeback.ingest")
 
 ORIGIN_MISMATCH = "ORIGIN_MISMATCH"
-# netFORUM and Salesforce keep their own opt-out; one the CRM set is not ours to undo
-_ORIGIN_RULE_KINDS = frozenset({ConnectionKind.NETFORUM, ConnectionKind.SALESFORCE})
 _WRITEBACK_IDS = uuid.UUID("6f1d2a8e-3c4b-5d6e-9f70-81a2b3c4d5e6")
 _WRITEBACK_ID_PREFIX = _WRITEBACK_IDS.bytes
 _STATUS_AFTER = {
@@ -155,7 +153,7 @@ def fan_out(
         mailing = event.mailing.mailing_id if isinstance(event, ActivityEvent) and event.mailing else None
         for connection in account.connections:
             refusal = None
-            if connection.kind in _ORIGIN_RULE_KINDS:
+            if connection.kind_of().origin_rule:
                 refusal = _origin_refusal(event, connection.id, known_as, states)
                 # a refused resubscribe leaves the CRM's opt-out standing: the next is refused too
                 change = None if refusal is not None else _state_change(event, connection.id, known_as)
@@ -164,7 +162,7 @@ def fan_out(
                     _remember(states, change)
             decision = routes.route(event, connection)
             if decision.wb_class is None:
-                out.dropped[(connection.kind.value, decision.reason or "not_taken")] += 1
+                out.dropped[(connection.kind, decision.reason or "not_taken")] += 1
                 continue
             if payload is None:
                 payload = event.model_dump_json()
@@ -229,7 +227,7 @@ def state_keys(events: Iterable[Event], accounts: Mapping[str, Account]) -> set[
             continue
         account = accounts.get(event.account_id)
         for connection in account.connections if account else ():
-            if connection.kind in _ORIGIN_RULE_KINDS:
+            if connection.kind_of().origin_rule:
                 keys.update((connection.id, i) for i in identities(event))
     return keys
 
@@ -357,7 +355,7 @@ class Ingest:
         self._report_conflicts(repeats)
         for (kind, reason), count in fanout.dropped.items():
             metrics.EVENTS_DROPPED.labels(kind, reason).inc(count)
-        kinds = {c.id: c.kind.value for a in accounts.values() for c in a.connections}
+        kinds = {c.id: c.kind for a in accounts.values() for c in a.connections}
         for (conn_id, wb_class), count in Counter((r.connection_id, r.wb_class.value) for r in fanout.rows).items():
             metrics.WRITEBACKS_INGESTED.labels(kinds.get(conn_id, "unknown"), wb_class).inc(count)
         if added < len(fanout.rows):

@@ -1,8 +1,8 @@
-"""What an adapter's outcome means for its ledger row, and the one error taxonomy.
+"""What an adapter's outcome means for its ledger row.
 
-Adapters choose each writeback's disposition (completed, retry, failed); this module turns that
-into the row's next state: when to try again, and when to give up. It also classifies error
-codes, because two other decisions depend on more than the disposition: whether a flush says the
+Adapters choose each writeback's disposition (completed, retry, failed) and map their CRM's
+errors to an `ErrorKind` (`writeback.adapters.base`); this module turns that into the row's next
+state: when to try again, and when to give up. The kind also decides whether a flush says the
 CRM is unhealthy (the circuit breaker's input) and which dead-letter class a failure belongs to.
 
 Decisions, and why:
@@ -17,13 +17,13 @@ Decisions, and why:
   `max_retry_after`, because the header is untrusted input (an HTTP-date plus clock skew can say
   "next week"); outages longer than that are the circuit breaker's and `max_age`'s business.
 - Age is measured from the row's first failure, not from `occurred_at`: rows wait for their
-  window (Salesforce activity defaults to a manual schedule), and that wait says nothing about
+  window (some activity schedules are manual), and that wait says nothing about
   whether the CRM will ever take them.
-- ORDER_BLOCKED (an earlier writeback for the recipient did not complete) is not the row's own
+- An ORDER wait (an earlier writeback for the recipient did not complete) is not the row's own
   failure. It never gives up, never counts against the CRM's health, and waits only `base_delay`:
   the ledger's claim holds the row back until its blocker is due, and the blocker's own retry
   limits bound the wait.
-- Credential failures (OAUTH_*, an expired session) are the connection's problem, fixed by an
+- Credential failures (refused or expired credentials) are the connection's problem, fixed by an
   operator: they trip the breaker and never exhaust a row's attempts, only its `max_age`.
 
 The ledger counts every recorded result as an attempt; `consumes_attempt` says which ones
@@ -34,19 +34,18 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from writeback.adapters.base import Disposition, ErrorKind, Outcome
 from writeback.events import ErrorClass
 from writeback.ledger.store import RowResult
-from writeback.writebacks import Disposition, Outcome, Status
+from writeback.writebacks import Status
 
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
-ORDER_BLOCKED = "ORDER_BLOCKED"
 UNKNOWN_ERROR = "UNKNOWN_ERROR"
 
 
@@ -78,66 +77,21 @@ class RetryPolicy(BaseModel):
         return self
 
 
-class ErrorKind(StrEnum):
-    """Why a writeback did not complete; the metrics label and the breaker's input."""
-
-    OUTAGE = "outage"  # transport errors, timeouts, 5xx, unreadable answers: the CRM is not there
-    THROTTLED = "throttled"  # 429, API limits: the CRM asks us to slow down
-    CREDENTIALS = "credentials"  # refused or expired credentials: an operator must act
-    CONTENTION = "contention"  # per-record and passing: row locks, rolled-back neighbours
-    ORDER = "order"  # waits for an earlier writeback of the same recipient
-    PERMANENT = "permanent"  # the CRM (or our own check) rejected this record: retrying won't help
-
-
-_KINDS: dict[str, ErrorKind] = {
-    "TIMEOUT": ErrorKind.OUTAGE,
-    "CONNECTION_ERROR": ErrorKind.OUTAGE,
-    "INVALID_RESPONSE": ErrorKind.OUTAGE,
-    "SERVER_UNAVAILABLE": ErrorKind.OUTAGE,
-    "HTTP_408": ErrorKind.OUTAGE,
-    "HTTP_429": ErrorKind.THROTTLED,
-    "REQUEST_LIMIT_EXCEEDED": ErrorKind.THROTTLED,
-    "HTTP_401": ErrorKind.CREDENTIALS,
-    "INVALID_SESSION_ID": ErrorKind.CREDENTIALS,
-    "UNABLE_TO_LOCK_ROW": ErrorKind.CONTENTION,
-    "ALL_OR_NONE_OPERATION_ROLLED_BACK": ErrorKind.CONTENTION,
-    ORDER_BLOCKED: ErrorKind.ORDER,
-}
-_HTTP_5XX = re.compile(r"HTTP_5\d\d")
 _UNHEALTHY = frozenset({ErrorKind.OUTAGE, ErrorKind.THROTTLED, ErrorKind.CREDENTIALS})
 _WAITS = frozenset({ErrorKind.ORDER, ErrorKind.CREDENTIALS})
 
 
-def classify(code: str | None) -> ErrorKind:
-    """The kind of an adapter error code. Codes not listed are PERMANENT: a new transient code
-    belongs in this module's table, so the breaker and the metrics learn about it too."""
-    if not code:
-        return ErrorKind.PERMANENT
-    if code.startswith("OAUTH_"):
-        return ErrorKind.CREDENTIALS
-    if _HTTP_5XX.fullmatch(code):
-        return ErrorKind.OUTAGE
-    return _KINDS.get(code, ErrorKind.PERMANENT)
-
-
-def is_transient(code: str | None) -> bool:
-    """Whether a code names a failure that can pass by itself (or by an operator's fix)."""
-    return classify(code) is not ErrorKind.PERMANENT
-
-
 def error_kind(outcome: Outcome) -> ErrorKind | None:
-    """The kind of a non-completed outcome; None when it completed.
+    """The kind of a non-completed outcome, as its adapter mapped it; None when it completed.
 
-    The adapter's disposition wins over the code: a FAILED outcome is PERMANENT whatever its code,
-    and a RETRY with an unlisted code (say, the body of a 5xx naming an error we have not met)
-    is taken as an OUTAGE, since it was not a per-record answer we recognise.
+    The disposition wins: a FAILED outcome is REJECTED whatever it says, and a RETRY that names no
+    kind, or names REJECTED, is taken as an OUTAGE, since it is not a per-record refusal.
     """
     if outcome.disposition is Disposition.COMPLETED:
         return None
     if outcome.disposition is Disposition.FAILED:
-        return ErrorKind.PERMANENT
-    kind = classify(outcome.error_code)
-    return ErrorKind.OUTAGE if kind is ErrorKind.PERMANENT else kind
+        return ErrorKind.REJECTED
+    return ErrorKind.OUTAGE if outcome.kind in (None, ErrorKind.REJECTED) else outcome.kind
 
 
 def consumes_attempt(outcome: Outcome) -> bool:
@@ -152,7 +106,7 @@ def batch_health(outcomes: Sequence[Outcome]) -> bool:
     and at least one writeback was held back by an outage, throttling or refused credentials.
     A batch of per-record answers (permanent rejections, row-lock contention) is healthy: the CRM
     answered. Outcomes decided without a CRM call (a completed-with-a-note such as
-    ACTIVITY_NOT_WRITTEN, a failed recipient check) are no sign of life either way, so they can't
+    type the CRM does not take, a failed recipient check) are no sign of life either way, so they can't
     hide an outage when they ride along with one.
     """
     answered = any(

@@ -27,7 +27,7 @@ from writeback.ledger.tables import (
     subscriber_state,
     writebacks,
 )
-from writeback.writebacks import Status, Writeback, WritebackClass
+from writeback.writebacks import Claimed, Status, WritebackClass
 
 
 @dataclass(slots=True)  # not frozen: ingest makes tens of thousands a second, and frozen init is slow
@@ -239,7 +239,7 @@ class Ledger:
 
     def claim_due(
         self, connection_id: str, owner: str, now: datetime, limit: int
-    ) -> list[Writeback]:
+    ) -> list[Claimed]:
         """Mark up to `limit` due rows in_flight, each recipient's in `occurred_at` order.
 
         A row is held back while an earlier row of the same recipient is still waiting (in
@@ -602,8 +602,8 @@ def _due(now: datetime, table: Any = writebacks) -> sa.ColumnElement[bool]:
     )
 
 
-def _to_writeback(row: Any) -> Writeback:
-    return Writeback(
+def _to_writeback(row: Any) -> Claimed:
+    return Claimed(
         id=row["id"],
         account_id=row["account_id"],
         connection_id=row["connection_id"],
@@ -611,7 +611,7 @@ def _to_writeback(row: Any) -> Writeback:
         recipient_key=row["recipient_key"],
         occurred_at=row["occurred_at"],
         event_type=row["event_type"],
-        event=row["payload"],
+        payload=row["payload"],
         attempts=row["attempts"],
         first_failed_at=row["first_failed_at"],
         replay_count=row["replay_count"],

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from writeback.adapters.salesforce import SalesforceAdapter, SalesforceConfig, id18
-from writeback.writebacks import Disposition, Outcome, Writeback, WritebackClass
+from writeback.adapters.base import Disposition, ErrorKind, Outcome, Writeback
+from writeback.adapters.salesforce import Config, SalesforceAdapter, id18
+from writeback.events import ActivityEvent, parse_event
+from writeback.writebacks import WritebackClass
 from writeback_dev.simulators.salesforce import SalesforceSim
 
 ZONE = "America/New_York"
@@ -27,6 +29,7 @@ def _writeback(
     event_type: str, who: str | None, occurred: datetime, record_type: str | None, **fields: Any
 ) -> Writeback:
     event = {
+        "type": event_type,
         "event_id": str(uuid.uuid4()),
         "account_id": "acct-1",
         "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
@@ -42,8 +45,7 @@ def _writeback(
         wb_class=wb_class,
         recipient_key=who or EMAIL,
         occurred_at=occurred,
-        event_type=event_type,
-        event=event,
+        event=parse_event(event),
     )
 
 
@@ -55,8 +57,9 @@ def subscriber(
     record_type: str | None = None,
     reason: str | None = None,
 ) -> Writeback:
+    suppression = "ManualSuppress" if action == "SUPPRESS" else None
     return _writeback(
-        "subscriber", who, occurred, record_type, action=action, reason=reason, suppression=None
+        "subscriber", who, occurred, record_type, action=action, reason=reason, suppression=suppression
     )
 
 
@@ -69,28 +72,29 @@ def activity(
 
 def seed_pairs(wb: Writeback) -> tuple[str, str] | None:
     """A stand-in for writeback.taxonomy.tracking_pair: seed 001 labels for a few events."""
-    if wb.event_type == "activity":
-        return wb.event["code"], wb.event["subcode"]
+    if isinstance(wb.event, ActivityEvent):
+        return str(wb.event.code), str(wb.event.subcode)
     return {"UNSUBSCRIBE": ("Unsubscribed", "Unsubscribed"), "SUBSCRIBE": ("Subscribed", "Subscribed")}.get(
-        wb.event["action"]
+        str(wb.event.action)
     )
 
 
 @pytest.fixture
-def connect(sim: SalesforceSim) -> Iterator[Callable[..., SalesforceAdapter]]:
+def connect(sim: SalesforceSim, monkeypatch) -> Iterator[Callable[..., SalesforceAdapter]]:
     made: list[SalesforceAdapter] = []
 
     def make(**overrides: Any) -> SalesforceAdapter:
         tracking_pair = overrides.pop("tracking_pair", None)
+        secret = f"TEST_SF_SECRET_{len(made)}"
+        monkeypatch.setenv(secret, overrides.pop("client_secret", sim.client_secret))
         settings = {
             "login_url": sim.login_url,
             "client_id": sim.client_id,
-            "client_secret": sim.client_secret,
-            "time_zone": ZONE,
+            "client_secret": {"env": secret},
             "timeout_s": 2.0,
             **overrides,
         }
-        made.append(SalesforceAdapter(SalesforceConfig(**settings), tracking_pair))
+        made.append(SalesforceAdapter(Config(**settings), time_zone=ZONE, tracking_pair=tracking_pair))
         return made[-1]
 
     yield make
@@ -364,12 +368,12 @@ def test_a_timed_out_write_that_landed_is_not_duplicated_on_retry(
 def test_tracking_writes_every_pair_with_activity_group_and_activity(
     sim: SalesforceSim, connect: Callable[..., SalesforceAdapter]
 ) -> None:
-    adapter = connect(tracking=True, tracking_pair=seed_pairs)
+    adapter = connect(tracking_pair=seed_pairs)
     contact, lead = sim.add_contact(), sim.add_lead()
     batch = [
         activity("Sent", "HardBounce", contact),
         activity("LinkClicked", "Clicked", lead, click={"url": "https://x.org", "target": "ADVERTISEMENT"}),
-        activity("Event Signup", "Event Signup", contact, mailing=None, name="Annual Meeting"),
+        activity("EventSignup", "EventSignup", contact, mailing=None, name="Annual Meeting"),
         subscriber("UNSUBSCRIBE", lead),
         subscriber("RESUBSCRIBE", lead),  # no seed-001 pair in the stand-in
     ]
@@ -383,7 +387,7 @@ def test_tracking_writes_every_pair_with_activity_group_and_activity(
     assert pairs == {
         batch[0].id: ("Sent", "HardBounce", "Sent: HardBounce - March Newsletter"),
         batch[1].id: ("LinkClicked", "Clicked", "LinkClicked: Clicked - March Newsletter"),
-        batch[2].id: ("Event Signup", "Event Signup", "Event Signup: Event Signup - Annual Meeting"),
+        batch[2].id: ("EventSignup", "EventSignup", "EventSignup: EventSignup - Annual Meeting"),
         batch[3].id: ("Unsubscribed", "Unsubscribed", "Unsubscribed: Unsubscribed"),
     }
     assert "Survey/Event: Annual Meeting" in sim.tasks_for(contact)[1]["Description"]
@@ -394,7 +398,7 @@ def test_tracking_writes_every_pair_with_activity_group_and_activity(
 def test_tracking_without_a_matching_integration_id_fails_and_writes_nothing(
     sim: SalesforceSim, connect: Callable[..., SalesforceAdapter]
 ) -> None:
-    adapter = connect(tracking=True, tracking_pair=seed_pairs)
+    adapter = connect(tracking_pair=seed_pairs)
     gone, good = sim.add_contact(), sim.add_contact()
     sim.delete(gone)
     batch = [
@@ -456,7 +460,7 @@ def test_throttling_retries_after_what_salesforce_asked(
     sim.throttle_next(1, retry_after=7, status=status)
     [outcome] = adapter.write([activity("Sent", "Delivered", contact)])
     assert outcome == Outcome.retry(
-        outcome.writeback_id, "REQUEST_LIMIT_EXCEEDED", outcome.error_message or "", 7.0
+        outcome.writeback_id, "REQUEST_LIMIT_EXCEEDED", outcome.error_message or "", 7.0, ErrorKind.THROTTLED
     )
     assert sim.records("Task") == []
 
@@ -489,12 +493,11 @@ def test_record_error_messages_are_scrubbed_of_emails(sim: SalesforceSim, adapte
     assert outcome.error_message == "Email <email> is on the do-not-contact list"
 
 
-def test_config_validates_zone_and_tracking_needs_labels(sim: SalesforceSim) -> None:
-    settings = {"login_url": sim.login_url, "client_id": "c", "client_secret": "s"}
-    with pytest.raises(ValidationError, match="unknown IANA time zone"):
-        SalesforceConfig(**settings, time_zone="Mars/Olympus")
-    with pytest.raises(ValueError, match="tracking_pair"):
-        SalesforceAdapter(SalesforceConfig(**settings, time_zone=ZONE, tracking=True))
+def test_config_names_the_bad_field_and_takes_the_secret_by_reference_only() -> None:
+    with pytest.raises(ValidationError, match="login_url must be an http"):
+        Config(login_url="ftp://login.example.com", client_id="c", client_secret={"env": "X"})
+    with pytest.raises(ValidationError, match="client_secret"):
+        Config(login_url="https://login.example.com", client_id="c", client_secret="inline-secret")
 
 
 def test_id18_matches_salesforce_checksums() -> None:
