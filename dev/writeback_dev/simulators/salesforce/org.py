@@ -14,7 +14,7 @@ from typing import Any, Literal
 from .errors import ROLLED_BACK, RecordError
 from .ids import id18
 from .schema import PREFIXES, SCHEMA, FieldSpec, SObjectType
-from .soql import Soql, matches, same_value
+from .soql import Soql, matches, same_value, sort_rows
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -345,4 +345,5 @@ class Org:
             for r in self.tables[soql.sobject.name].values()
             if not r["IsDeleted"] and all(matches(soql.sobject, r, c) for c in soql.where)
         ]
+        rows = sort_rows(soql.sobject, rows, soql.order_by)
         return rows[: soql.limit] if soql.limit is not None else rows

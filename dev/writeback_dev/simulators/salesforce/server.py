@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,7 +36,17 @@ from .schema import SCHEMA, SObjectType
 from .soql import SoqlParser, field_of
 
 MAX_RECORDS = 200
+MAX_CHUNKS = 10
 QUERY_PAGE = 2000
+API_LIMIT = 15000  # DailyApiRequests of a Developer Edition org
+NOT_FOUND = "The requested resource does not exist"
+# The message is Salesforce's (Apex reports it as System.TypeException for a DML list that
+# switches sObject type too often). The whole-request 400 and its error code are this
+# simulator's model: no public source shows the REST API's wire shape for it.
+TOO_MANY_CHUNKS = (
+    "INVALID_BATCH_REQUEST",
+    "Cannot have more than 10 chunks in a single operation. Please rearrange the data to reduce chunking.",
+)
 ORG_ID = id18("00D5g00000SIMOR") or ""
 USER_ID = id18("0055g00000SIMUS") or ""
 
@@ -57,6 +68,22 @@ def _shaped(sobject: SObjectType, row: dict[str, Any], fields: list[str], versio
     }
     return {"attributes": attributes, **{name: row.get(name) for name in fields}}
 
+
+def _chunks(records: list[dict[str, Any]]) -> int:
+    """How many runs of consecutive records of one type: Salesforce processes each as a chunk."""
+    types = [r["attributes"]["type"] for r in records]
+    return sum(1 for i, t in enumerate(types) if i == 0 or t != types[i - 1])
+
+
+def _record_error(result: dict[str, Any]) -> ApiError:
+    """A single-record call that fails answers 400 with the record's error as an error array."""
+    error = result["errors"][0]
+    return ApiError(400, error["statusCode"], error["message"], fields=error["fields"])
+
+
+def _not_an_external_id(name: str) -> ApiError:
+    message = f"Provided external ID field does not exist or is not accessible: {name}"
+    return ApiError(404, "NOT_FOUND", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +136,13 @@ class SalesforceSim:
         client_secret: str = "sim-client-secret",
         host: str = "127.0.0.1",
         port: int = 0,
+        api_limit: int = API_LIMIT,
     ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.host, self._requested_port = host, port
         self.query_page_size = QUERY_PAGE
+        self.api_limit = api_limit
+        self._api_calls = 0
         self._lock = threading.Lock()
         self._org = Org()
         self._faults = Faults()
@@ -123,7 +153,12 @@ class SalesforceSim:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
-        self.app = Starlette(routes=self._routes())
+        self.app = Starlette(
+            routes=self._routes(),
+            exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
+        )
+        # Salesforce answers `query/` as it answers `query`; Starlette would redirect instead.
+        self.app.router.redirect_slashes = False
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -221,6 +256,12 @@ class SalesforceSim:
         return [t for t in self.records("Task") if t["WhoId"] == id18(who_id)]
 
     @property
+    def api_usage(self) -> tuple[int, int]:
+        """(calls counted today, the org's daily limit): what `Sforce-Limit-Info` reports."""
+        with self._lock:
+            return self._api_calls, self.api_limit
+
+    @property
     def request_log(self) -> list[SimRequest]:
         with self._lock:
             return list(self._log)
@@ -238,6 +279,7 @@ class SalesforceSim:
                 "faults": self._faults.describe(),
                 "tokens": len(self._tokens),
                 "requests": len(self._log),
+                "api_usage": {"used": self._api_calls, "limit": self.api_limit},
                 "in_flight": self._in_flight,
             }
 
@@ -260,6 +302,7 @@ class SalesforceSim:
             self._tokens.clear()
             self._cursors.clear()
             self._log.clear()
+            self._api_calls = 0
         self.query_page_size = QUERY_PAGE
 
     def _seed(self, sobject: str, values: dict[str, Any]) -> str:
@@ -353,17 +396,23 @@ class SalesforceSim:
 
     def _routes(self) -> list[Route]:
         data = "/services/data/v{version}"
+
+        def api(path: str, handler: Callable[[Request, Any], Any], methods: list[str]) -> list[Route]:
+            """A data API resource, with and without a trailing slash, as Salesforce accepts both."""
+            endpoint = self._api(handler)
+            return [Route(f"{data}/{path}", endpoint, methods=methods) for path in (path, f"{path}/")]
+
         return [
             Route("/services/oauth2/token", self._token, methods=["POST"]),
-            Route(f"{data}/composite/sobjects", self._api(self._collection), methods=["POST", "PATCH"]),
-            Route(f"{data}/composite/sobjects/{{sobject}}", self._api(self._retrieve), methods=["GET"]),
-            Route(
-                f"{data}/composite/sobjects/{{sobject}}/{{ext_field}}",
-                self._api(self._upsert),
-                methods=["PATCH"],
-            ),
-            Route(f"{data}/query", self._api(self._query), methods=["GET"]),
-            Route(f"{data}/query/{{cursor}}", self._api(self._query_more), methods=["GET"]),
+            *api("composite/sobjects", self._collection, ["POST", "PATCH"]),
+            *api("composite/sobjects/{sobject}", self._retrieve, ["GET"]),
+            *api("composite/sobjects/{sobject}/{ext_field}", self._upsert, ["PATCH"]),
+            *api("sobjects/{sobject}", self._sobject_create, ["POST"]),
+            *api("sobjects/{sobject}/{record_id}", self._sobject_row, ["GET", "PATCH", "DELETE"]),
+            *api("sobjects/{sobject}/{ext_field}/{ext_value:path}", self._sobject_by_ext, ["GET", "PATCH"]),
+            *api("query", self._query, ["GET"]),
+            *api("query/{cursor}", self._query_more, ["GET"]),
+            *api("limits", self._limits, ["GET"]),
             Route("/__sim/state", self._sim_state, methods=["GET"]),
             Route("/__sim/faults", self._sim_faults, methods=["POST", "DELETE"]),
             Route("/__sim/reset", self._sim_reset, methods=["POST"]),
@@ -385,9 +434,13 @@ class SalesforceSim:
 
         if form.get("grant_type") != "client_credentials":
             return refuse("unsupported_grant_type", "grant type not supported")
-        if form.get("client_id") != self.client_id:
+        credentials = self._client_credentials(request, form)
+        if credentials is None:
+            return refuse("invalid_client", "invalid client credentials")
+        client_id, client_secret = credentials
+        if client_id != self.client_id:
             return refuse("invalid_client_id", "client identifier invalid")
-        if not hmac.compare_digest(form.get("client_secret", ""), self.client_secret):
+        if not hmac.compare_digest(client_secret.encode(), self.client_secret.encode()):
             return refuse("invalid_client", "invalid client credentials")
         with self._lock:
             if not self._faults.client_credentials:
@@ -412,6 +465,25 @@ class SalesforceSim:
             }
         )
 
+    @staticmethod
+    def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str] | None:
+        """The client id and secret, from an HTTP Basic Authorization header (what simple-salesforce
+        sends) or else from the form fields (client_secret_post); None for a malformed header.
+        RFC 6749 (2.3.1) form-encodes both before Base64; raw values are accepted too, since
+        simple-salesforce does not encode and Salesforce's consumer keys need no encoding."""
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return form.get("client_id", ""), form.get("client_secret", "")
+        try:
+            client_id, colon, client_secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except ValueError:
+            return None
+        if not colon:
+            return None
+        if "%" in client_id + client_secret or "+" in client_id + client_secret:
+            client_id, client_secret = unquote_plus(client_id), unquote_plus(client_secret)
+        return client_id, client_secret
+
     def _api(self, handler: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
         """Wraps a data API handler: log, faults, session check, version, errors as Salesforce."""
 
@@ -431,6 +503,9 @@ class SalesforceSim:
             except ApiError as error:
                 response = error.response()
             finally:
+                usage = getattr(request.state, "api_usage", None)
+                if usage is not None:
+                    response.headers["Sforce-Limit-Info"] = f"api-usage={usage[0]}/{usage[1]}"
                 with self._lock:
                     self._log.append(
                         SimRequest(request.method, request.url.path, response.status_code, records)
@@ -467,6 +542,9 @@ class SalesforceSim:
             raise ApiError(
                 401, "INVALID_SESSION_ID", "Session expired or invalid", headers={"WWW-Authenticate": "Token"}
             )
+        with self._lock:
+            self._api_calls += 1
+            request.state.api_usage = (self._api_calls, self.api_limit)
         version = request.path_params["version"]
         if not re.fullmatch(r"\d{2,3}\.0", version) or float(version) < 42.0:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
@@ -482,6 +560,8 @@ class SalesforceSim:
             type_name = (raw.get("attributes") or {}).get("type") if isinstance(raw, dict) else None
             if type_name not in SCHEMA:
                 raise ApiError(400, "INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
+        if _chunks(records) > MAX_CHUNKS:
+            raise ApiError(400, *TOO_MANY_CHUNKS)
         with self._lock:
             return self._org.save(op, records, all_or_none, self._faults)
 
@@ -528,12 +608,113 @@ class SalesforceSim:
                 results.append(_shaped(sobject, found[1], fields, version) if live and found else None)
         return results
 
+    def _sobject_create(self, request: Request, body: Any) -> Any:
+        """`POST sobjects/{SObject}/`: 201 with `{"id", "success", "errors"}`, or the record's
+        error as a 400 error array."""
+        sobject = self._sobject(request.path_params["sobject"])
+        raw = {**self._fields_body(body), "attributes": {"type": sobject.name}}
+        with self._lock:
+            result = self._org.save("create", [raw], True, self._faults)[0]
+        if not result["success"]:
+            raise _record_error(result)
+        return JSONResponse(result, 201)
+
+    def _sobject_row(self, request: Request, body: Any) -> Any:
+        """`sobjects/{SObject}/{id}`: GET the record (all fields, or `?fields=`), PATCH it (204),
+        DELETE it to the recycle bin (204). Unknown ids 404 NOT_FOUND, deleted ones 404
+        ENTITY_IS_DELETED; a segment that is no id reads as an external id field name, as in an org."""
+        sobject = self._sobject(request.path_params["sobject"])
+        segment = request.path_params["record_id"]
+        record_id = id18(segment)
+        if record_id is None:
+            raise _not_an_external_id(segment)
+        fields = self._fields_param(sobject, request)
+        values = self._fields_body(body) if request.method == "PATCH" else {}
+        with self._lock:
+            record = self._org.tables[sobject.name].get(record_id)
+            if record is None:
+                raise ApiError(404, "NOT_FOUND", NOT_FOUND)
+            if record["IsDeleted"]:
+                raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted", fields=[])
+            if request.method == "GET":
+                return _shaped(sobject, record, fields, request.path_params["version"])
+            if request.method == "DELETE":
+                record["IsDeleted"] = True
+                return Response(status_code=204)
+            raw = {**values, "attributes": {"type": sobject.name}, "Id": record_id}
+            result = self._org.save("update", [raw], True, self._faults)[0]
+        if not result["success"]:
+            raise _record_error(result)
+        return Response(status_code=204)
+
+    def _sobject_by_ext(self, request: Request, body: Any) -> Any:
+        """`sobjects/{SObject}/{ExternalIdField}/{value}`: GET the matching record; PATCH upserts.
+        A new record answers 201, an updated one 200 with the result body from API version 46.0
+        (204 without a body before), the result carrying `created` from 46.0 as well."""
+        sobject = self._sobject(request.path_params["sobject"])
+        name, value = request.path_params["ext_field"], request.path_params["ext_value"]
+        ext_field = sobject.canonical(name)
+        if ext_field is None or not sobject.fields[ext_field].external_id or not value:
+            raise _not_an_external_id(name)
+        version = request.path_params["version"]
+        if request.method == "GET":
+            fields = self._fields_param(sobject, request)
+            with self._lock:
+                match = next(
+                    (
+                        r
+                        for r in self._org.tables[sobject.name].values()
+                        if not r["IsDeleted"] and r.get(ext_field) is not None
+                        and r[ext_field].casefold() == value.casefold()
+                    ),
+                    None,
+                )
+                if match is None:
+                    raise ApiError(404, "NOT_FOUND", NOT_FOUND)
+                return _shaped(sobject, match, fields, version)
+        raw = {**self._fields_body(body), "attributes": {"type": sobject.name}, ext_field: value}
+        with self._lock:
+            result = self._org.save("upsert", [raw], True, self._faults, ext_field)[0]
+        if not result["success"]:
+            raise _record_error(result)
+        created = result.pop("created")
+        if float(version) >= 46.0:
+            result["created"] = created
+        elif not created:
+            return Response(status_code=204)
+        return JSONResponse(result, 201 if created else 200)
+
+    def _limits(self, _request: Request, _body: Any) -> Any:
+        """`GET limits/`: the org's limits, DailyApiRequests counting the calls made so far."""
+        with self._lock:
+            used = self._api_calls
+        return {
+            "DailyApiRequests": {"Max": self.api_limit, "Remaining": max(self.api_limit - used, 0)},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DataStorageMB": {"Max": 5, "Remaining": 5},
+            "FileStorageMB": {"Max": 20, "Remaining": 20},
+            "SingleEmail": {"Max": 15, "Remaining": 15},
+        }
+
+    @staticmethod
+    def _fields_body(body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object of field values")
+        return body
+
+    @staticmethod
+    def _fields_param(sobject: SObjectType, request: Request) -> list[str]:
+        names = [n for n in request.query_params.get("fields", "").split(",") if n]
+        return [field_of(sobject, n) for n in names] if names else list(sobject.fields)
+
     def _query(self, request: Request, _body: Any) -> Any:
         text = request.query_params.get("q")
         if not text:
             raise ApiError(400, "MALFORMED_QUERY", "unexpected end of query")
         soql = SoqlParser(text).parse()
         with self._lock:
+            if soql.count:
+                return {"totalSize": len(self._org.query(soql)), "done": True, "records": []}
             rows = [
                 _shaped(soql.sobject, r, soql.fields, request.path_params["version"])
                 for r in self._org.query(soql)
@@ -577,6 +758,21 @@ class SalesforceSim:
         if sobject is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return sobject
+
+    async def _http_error(self, request: Request, error: Exception) -> Response:
+        """Routing errors in Salesforce's shape (a JSON error array), not Starlette's plain text."""
+        assert isinstance(error, HTTPException)
+        if error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "")
+            return ApiError(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"HTTP Method '{request.method}' not allowed. Allowed are {allowed.replace(', ', ',')}",
+                headers={"Allow": allowed},
+            ).response()
+        if error.status_code == 404:
+            return ApiError(404, "NOT_FOUND", NOT_FOUND).response()
+        return JSONResponse([{"message": error.detail, "errorCode": "UNKNOWN_EXCEPTION"}], error.status_code)
 
     # /__sim ------------------------------------------------------------------------------------
 

@@ -28,11 +28,20 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class Ordering:
+    field: str
+    descending: bool = False
+    nulls_last: bool = False  # SOQL sorts nulls first unless told NULLS LAST, in either direction
+
+
+@dataclass(frozen=True, slots=True)
 class Soql:
     fields: list[str]
     sobject: SObjectType
     where: list[Condition]
     limit: int | None
+    order_by: tuple[Ordering, ...] = ()
+    count: bool = False  # SELECT COUNT(): totalSize only, no records
 
 
 class SoqlParser:
@@ -57,9 +66,12 @@ class SoqlParser:
 
     def parse(self) -> Soql:
         self._keyword("SELECT")
-        names = [self._word()]
-        while self._accept("op", ","):
+        count = self._count()
+        names: list[str] = []
+        if not count:
             names.append(self._word())
+            while self._accept("op", ","):
+                names.append(self._word())
         self._keyword("FROM")
         type_name = self._word()
         sobject = SCHEMA.get(next((n for n in SCHEMA if n.lower() == type_name.lower()), ""))
@@ -70,12 +82,46 @@ class SoqlParser:
             where.append(self._condition(sobject))
             while self._accept("word", "AND"):
                 where.append(self._condition(sobject))
+        order_by: list[Ordering] = []
+        if self._accept("word", "ORDER"):
+            if count:
+                raise self._malformed("ORDER BY not allowed in a COUNT() query")
+            self._keyword("BY")
+            order_by.append(self._ordering(sobject))
+            while self._accept("op", ","):
+                order_by.append(self._ordering(sobject))
         limit = None
         if self._accept("word", "LIMIT"):
             limit = int(self._take("number"))
         if self._pos != len(self._tokens):
             raise self._malformed(f"unexpected token: '{self._tokens[self._pos][1]}'")
-        return Soql([field_of(sobject, n) for n in names], sobject, where, limit)
+        return Soql([field_of(sobject, n) for n in names], sobject, where, limit, tuple(order_by), count)
+
+    def _count(self) -> bool:
+        """`COUNT()` as the whole select list (the record-count form, not `COUNT(field)`)."""
+        kind, value = self._peek()
+        if kind != "word" or value.upper() != "COUNT":
+            return False
+        if self._pos + 1 >= len(self._tokens) or self._tokens[self._pos + 1] != ("op", "("):
+            return False  # a field that happens to be called Count
+        self._pos += 2
+        self._take("op", ")")
+        return True
+
+    def _ordering(self, sobject: SObjectType) -> Ordering:
+        name = field_of(sobject, self._word())
+        if sobject.fields[name].kind == "textarea":
+            raise ApiError(400, "INVALID_FIELD", f"field '{name}' can not be sorted in a query call")
+        descending = self._accept("word", "DESC")
+        if not descending:
+            self._accept("word", "ASC")
+        nulls_last = False
+        if self._accept("word", "NULLS"):
+            if self._accept("word", "LAST"):
+                nulls_last = True
+            else:
+                self._keyword("FIRST")
+        return Ordering(name, descending, nulls_last)
 
     def _condition(self, sobject: SObjectType) -> Condition:
         name = field_of(sobject, self._word())
@@ -161,6 +207,25 @@ def same_value(spec: FieldSpec, actual: Any, wanted: Any) -> bool:
     if isinstance(actual, str) and isinstance(wanted, str):
         return actual.casefold() == wanted.casefold()
     return bool(actual == wanted)
+
+
+def sort_rows(
+    sobject: SObjectType, rows: list[dict[str, Any]], order_by: tuple[Ordering, ...]
+) -> list[dict[str, Any]]:
+    """Rows in ORDER BY order: text compared case-insensitively (ids as they are), nulls first
+    unless NULLS LAST. Stable sorts from the last key to the first, so ties fall to later keys
+    and then to insertion order."""
+    ordered = list(rows)
+    for key in reversed(order_by):
+        fold = sobject.fields[key.field].kind not in ("id", "reference")
+        present = [r for r in ordered if r.get(key.field) is not None]
+        missing = [r for r in ordered if r.get(key.field) is None]
+        present.sort(
+            key=lambda r: r[key.field].casefold() if fold and isinstance(r[key.field], str) else r[key.field],
+            reverse=key.descending,
+        )
+        ordered = present + missing if key.nulls_last else missing + present
+    return ordered
 
 
 def matches(sobject: SObjectType, record: dict[str, Any], cond: Condition) -> bool:
