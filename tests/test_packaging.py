@@ -38,7 +38,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 #: Third-party packages .venv has only for the dev tools; the runtime must never import them.
-_DEV_ONLY = ("starlette", "uvicorn", "lxml", "zeep")
+_DEV_ONLY = ("starlette", "uvicorn")
 _BOOT = f'''"""Run the unpacked runtime with the dev-only packages refused: `boot.py ARGS` is
 `writeback ARGS`; `boot.py --probe` imports every runtime module and reports what it found."""
 import importlib, importlib.util, json, pkgutil, sys
