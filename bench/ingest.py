@@ -4,12 +4,12 @@
                            [--stock] [--ledger] [--profile FILE]
 
 Starts its own local stack (Kafka, schema registry, PostgreSQL), publishes a backlog of N events
-once with `writeback.producers.Publisher`, then reads that same backlog to its end R times per
+once with `writeback.kafka.producer.Publisher`, then reads that same backlog to its end R times per
 variant, each run with a fresh consumer group, in an order that rotates every repeat:
 
 (a) baseline: confluent-kafka `Consumer.consume` batches + `EventSerde.decode_raw` (Avro only);
 (b) (a) + the pydantic model: `EventSerde.deserialize`;
-(c) `writeback.consumers.ingest.run` into a SQLite ledger: decode, validate, fan out, insert
+(c) `writeback.ingest.consume.run` into a SQLite ledger: decode, validate, fan out, insert
     one row per event in one transaction per batch, then commit the batch's offsets;
 (d) the same into PostgreSQL;
 and, to explain (a): the consumer alone (no decoding) and, with --stock, confluent-kafka's stock
@@ -86,7 +86,8 @@ def make_events(count: int) -> list:
     every event makes exactly one ledger row. Each copy has its own event id and one of 50
     accounts."""
     from writeback_dev import samples
-    from writeback.consumers.routing import route
+
+    from writeback.ingest.routing import route
     from writeback.settings import parse_settings
 
     tracking = parse_settings(tracking_settings()).accounts[0].connections[0]
@@ -104,7 +105,7 @@ def make_events(count: int) -> list:
 
 
 def topics() -> list[str]:
-    from writeback.events import ACTIVITY_TOPIC, SUBSCRIBER_TOPIC
+    from writeback.contract.events import ACTIVITY_TOPIC, SUBSCRIBER_TOPIC
 
     return [ACTIVITY_TOPIC, SUBSCRIBER_TOPIC]
 
@@ -113,8 +114,8 @@ def publish_backlog(stack: Stack, events: list, partitions: int) -> dict[tuple[s
     """Create the topics, publish `events`, return every partition's high watermark."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from writeback.producers import Publisher
-    from writeback.serde import EventSerde, registry_client
+    from writeback.contract.serde import EventSerde, registry_client
+    from writeback.kafka.producer import Publisher
 
     admin = AdminClient({"bootstrap.servers": stack.bootstrap, "log_level": 0})
     for future in admin.create_topics(
@@ -193,7 +194,7 @@ def consume_run(stack: Stack, ends: dict[tuple[str, int], int], batch_size: int,
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from writeback.serde import EventSerde, registry_client
+    from writeback.contract.serde import EventSerde, registry_client
 
     consumer = new_consumer(stack, ends)
     client = registry_client(stack.registry_url)  # fresh: schema lookups happen inside the run
@@ -286,10 +287,10 @@ def service_ingest(stack: Stack, ledger):
     publisher), so the benchmarks time what runs in production. Returns (ingest, publisher);
     the caller closes the publisher."""
     from writeback.config import ServiceConfig
-    from writeback.consumers import ingest as ingesting
-    from writeback.consumers.dead_letters import DeadLetterSink
-    from writeback.producers import Publisher
-    from writeback.serde import EventSerde, registry_client
+    from writeback.contract.serde import EventSerde, registry_client
+    from writeback.ingest import consume as ingesting
+    from writeback.kafka.dead_letters import DeadLetterSink
+    from writeback.kafka.producer import Publisher
     from writeback.settings import StoredSettings
 
     serde = EventSerde(registry_client(stack.registry_url))
@@ -315,9 +316,9 @@ def ledger_events(ledger) -> tuple[int, int]:
 
 
 def ingest_run(stack: Stack, ends: dict[tuple[str, int], int], batch_size: int, url: str) -> Run:
-    """(c) and (d): the service's ingest loop, `writeback.consumers.ingest.run`, with the
+    """(c) and (d): the service's ingest loop, `writeback.ingest.consume.run`, with the
     service's own wiring (stored settings, dead-letter sink), into a fresh ledger."""
-    from writeback.consumers import ingest as ingesting
+    from writeback.ingest import consume as ingesting
     from writeback.ledger import Ledger
     from writeback.settings import apply, parse_settings
 
@@ -422,7 +423,7 @@ def main(argv: list[str]) -> int:
 
 
 def measure(stack: Stack, events: list, args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Measurement], float]:
-    from writeback.serde import EventSerde, registry_client
+    from writeback.contract.serde import EventSerde, registry_client
 
     log(f"publishing the backlog: {len(events):,} events ...")
     ends = publish_backlog(stack, events, args.partitions)
@@ -520,9 +521,9 @@ def measure_ledger(stack: Stack, events: list, args: argparse.Namespace, workdir
     """`Ledger.insert` of the fan-out of every batch, nothing else (the ledger's share of (c) and
     (d)), beside the database's own share of it and the ceiling of a bare table. Each run on a
     fresh database; "driver" must store exactly the rows the ledger stores."""
-    from writeback.consumers.ingest import Consumed, fan_out
-    from writeback.consumers.routing import Routes
-    from writeback.consumers.windows import Windows
+    from writeback.ingest.consume import Consumed, fan_out
+    from writeback.ingest.routing import Routes
+    from writeback.ingest.windows import Windows
     from writeback.ledger import Ledger
     from writeback.settings import apply, parse_settings
 

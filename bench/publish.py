@@ -29,7 +29,16 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import Measurement, command, log, machine, rotated, timed, utc_now, write_result
+from bench import (
+    Measurement,
+    command,
+    log,
+    machine,
+    rotated,
+    timed,
+    utc_now,
+    write_result,
+)
 
 _ID_NAMESPACE = uuid.UUID("7b0e3a52-1c8f-4d7e-9a51-4f3c2b1a0d9e")
 
@@ -101,8 +110,8 @@ def baseline_run(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> Cal
 
 def publisher_run(bootstrap: str, registry_url: str, events: list) -> Callable[[], None]:
     """(b): the typed Publisher, with a fresh serde (registry lookups happen inside the run)."""
-    from writeback.producers import Publisher
-    from writeback.serde import EventSerde, registry_client
+    from writeback.contract.serde import EventSerde, registry_client
+    from writeback.kafka.producer import Publisher
 
     publisher = Publisher(bootstrap, EventSerde(registry_client(registry_url)))
 
@@ -120,7 +129,7 @@ def publisher_run(bootstrap: str, registry_url: str, events: list) -> Callable[[
 
 def serialize_run(registry_url: str, events: list) -> Callable[[], None]:
     """(b) without Kafka: only model -> to_avro -> registry Avro serializer, to split (b)'s cost."""
-    from writeback.serde import EventSerde, registry_client
+    from writeback.contract.serde import EventSerde, registry_client
 
     serde = EventSerde(registry_client(registry_url))
 
@@ -187,10 +196,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     from confluent_kafka.admin import AdminClient, NewTopic
-
-    from writeback.events import ACTIVITY_TOPIC, SUBSCRIBER_TOPIC
     from writeback_dev.localstack import LocalStack
-    from writeback.serde import EventSerde, registry_client
+
+    from writeback.contract.events import ACTIVITY_TOPIC, SUBSCRIBER_TOPIC
+    from writeback.contract.serde import EventSerde, registry_client
 
     log(f"bench publish: {args.events:,} events (a, b), {args.cli_events:,} (c), {args.repeats} repeats")
     events = make_events(args.events)

@@ -7,7 +7,7 @@ Starts its own local stack (Kafka, schema registry, PostgreSQL), publishes a bac
 once (the same events as `bench ingest`), then ingests that whole backlog R times per variant,
 each run into a fresh ledger with a fresh consumer group, in an order that rotates every repeat:
 
-(1) one process running `writeback.consumers.ingest.run` (the service's wiring, as `bench ingest`
+(1) one process running `writeback.ingest.consume.run` (the service's wiring, as `bench ingest`
     (c) runs it) over every partition, into a fresh SQLite file;
 (2) K processes (default 2) in one consumer group, each assigned its share of the partitions
     (round-robin), all writing to one fresh SQLite file;
@@ -199,7 +199,7 @@ class _WiredIngest:
         self.consumer = new_consumer(job.stack, job.partitions, group_id=job.group_id)
 
     def run(self) -> tuple[_Counting, _Timer]:
-        from writeback.consumers import ingest as ingesting
+        from writeback.ingest import consume as ingesting
 
         stop = threading.Event()
         timer = _Timer()

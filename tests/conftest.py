@@ -10,15 +10,19 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-
-from writeback.ledger import Ledger
 from writeback_dev.localstack import KafkaBroker, PostgresServer, SchemaRegistry
 from writeback_dev.simulators.salesforce import SalesforceSim
+
+from tests.builders import Topics
+from writeback.contract.events import Event
+from writeback.contract.serde import EventSerde, registry_client
+from writeback.kafka.producer import Publisher
+from writeback.ledger import Ledger
 
 
 @pytest.fixture(scope="session")
@@ -156,3 +160,37 @@ def consume_all(kafka: KafkaBroker):
         return records
 
     return consume
+
+
+# -- topics, serde and publisher for one test ---------------------------------------------------
+
+
+@pytest.fixture
+def topics(topic_factory, request: pytest.FixtureRequest) -> Topics:
+    base = request.node.name[:40]
+    return Topics(
+        topic_factory(f"{base}-sub"),
+        topic_factory(f"{base}-act"),
+        f"{base}.{uuid.uuid4().hex[:6]}.dlq.".replace("[", "-").replace("]", ""),
+    )
+
+
+@pytest.fixture
+def serde(schema_registry) -> EventSerde:
+    return EventSerde(registry_client(schema_registry.url))
+
+
+@pytest.fixture
+def publisher(kafka, serde) -> Iterator[Publisher]:
+    with Publisher(kafka.bootstrap, serde) as publisher:
+        yield publisher
+
+
+@pytest.fixture
+def publish(publisher: Publisher, topics: Topics) -> Callable[[Sequence[Event]], None]:
+    def send(events: Sequence[Event]) -> None:
+        for event in events:
+            publisher.publish(event, topic=topics.of(event))
+        publisher.flush()
+
+    return send

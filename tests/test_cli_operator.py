@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from writeback import settings as wb_settings
 from writeback.cli import app
 from writeback.ledger import Ledger, NewWriteback, RowResult
-from writeback.writebacks import Status, WritebackClass
+from writeback.ledger.rows import Status, WritebackClass
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATER = T0 + timedelta(hours=2)
@@ -35,6 +35,7 @@ crm = { login_url = "https://acme.my.salesforce.com", client_id = "acme", client
 [[accounts.connections]]
 id = "acme-nf"
 kind = "netforum"
+crm = { xweb_url = "https://members.acme.org/xweb/secure/netFORUMXML.asmx", username = "informz", password = { env = "ACME_NF_PASSWORD" } }
 writebacks = { mailing_activity = ["sent", "opened", "click"] }
 schedules.activity = { kind = "weekly", day = "friday", at = "17:30" }
 

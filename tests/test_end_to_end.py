@@ -24,13 +24,18 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from writeback_dev.simulators.salesforce import SalesforceSim
 
 from tests import test_service
-from tests.consumers.conftest import subscriber, wait_for
-from tests.test_service import Instances, by_status, held_subscriber_schedule, release_all_windows
-from writeback_dev.simulators.salesforce import SalesforceSim
-from writeback.consumers.ingest import writeback_id
-from writeback.events import ActivityEvent, Event, SubscriberEvent, parse_event
+from tests.builders import subscriber, wait_for
+from tests.test_service import (
+    Instances,
+    by_status,
+    held_subscriber_schedule,
+    release_all_windows,
+)
+from writeback.contract.events import ActivityEvent, Event, SubscriberEvent, parse_event
+from writeback.ingest.consume import writeback_id
 from writeback.ledger import Ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]

@@ -8,12 +8,11 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
-
-from writeback.writebacks import WritebackClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from writeback.ledger.rows import WritebackClass
 from writeback.schedules import (
     DAILY_DEFAULT_AT,
     SUBSCRIBER_STATUS_DEFAULT,

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.consumers.conftest import T0, activity, subscriber, wait_for
-from writeback.adapters.salesforce import NOTE_MARKER
 from writeback_dev.simulators.salesforce import SalesforceSim
-from writeback.events import Event, SubscriberEvent
+
+from tests.builders import T0, activity, subscriber, wait_for
+from writeback.adapters.salesforce import NOTE_MARKER
+from writeback.contract.events import Event, SubscriberEvent
+from writeback.contract.serde import EventSerde, registry_client
+from writeback.kafka.producer import Publisher
 from writeback.ledger import Ledger
-from writeback.producers import Publisher
+from writeback.ledger.rows import WritebackClass
 from writeback.schedules import WEEKDAYS
-from writeback.serde import EventSerde, registry_client
-from writeback.writebacks import WritebackClass
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 

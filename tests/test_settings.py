@@ -9,22 +9,23 @@ import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 from typer.testing import CliRunner
 
+from tests.builders import NF_CRM, SF_CRM
 from writeback import schedules
 from writeback import settings as wb_settings
+from writeback.adapters.base import Kind, drop
+from writeback.adapters.registry import KINDS
 from writeback.cli import app
 from writeback.errors import ConfigError
 from writeback.ledger import Ledger
-from writeback.adapters.base import Kind, drop
-from writeback.adapters.registry import KINDS
+from writeback.ledger.rows import MailingActivity, WritebackClass
 from writeback.settings import load_settings, parse_settings
-from writeback.writebacks import MailingActivity, WritebackClass
 
 SUB, ACT = WritebackClass.SUBSCRIBER, WritebackClass.ACTIVITY
 
 
 # what the kinds that need `crm` settings get when a test does not care
-SF_CRM = {"login_url": "https://acme.my.salesforce.com", "client_id": "id", "client_secret": {"env": "SF_SECRET"}}
-CRM = {"salesforce": SF_CRM, "tracking": SF_CRM}
+CRM = {"salesforce": SF_CRM, "tracking": SF_CRM, "netforum": NF_CRM}
+NF_TOML = 'crm = { xweb_url = "https://members.acme.org/xweb/secure/netFORUMXML.asmx", username = "informz", password = { env = "NF" } }\n'
 
 
 class AnyCrm(BaseModel):
@@ -147,13 +148,14 @@ def test_settings_files_in_toml_and_yaml(tmp_path):
     toml = tmp_path / "s.toml"
     toml.write_text(
         '[[accounts]]\nid = "acme"\ntime_zone = "Europe/London"\n'
-        '[[accounts.connections]]\nid = "acme-nf"\nkind = "netforum"\n'
+        '[[accounts.connections]]\nid = "acme-nf"\nkind = "netforum"\n' + NF_TOML +
         '[accounts.connections.schedules.activity]\nkind = "daily"\nat = 06:15:00\n'
     )
     yaml_file = tmp_path / "s.yaml"
     yaml_file.write_text(
         "accounts:\n- id: acme\n  time_zone: Europe/London\n  connections:\n"
-        "  - {id: acme-nf, kind: netforum, schedules: {activity: {kind: daily, at: '06:15'}}}\n"
+        "  - {id: acme-nf, kind: netforum, schedules: {activity: {kind: daily, at: '06:15'}},"
+        " crm: {xweb_url: 'https://members.acme.org/xweb/secure/netFORUMXML.asmx', username: informz, password: {env: NF}}}\n"
     )
     assert load_settings(toml) == load_settings(yaml_file)
     bad = tmp_path / "bad.toml"
@@ -341,7 +343,7 @@ def test_a_netforum_hourly_file_names_the_seed_cadence(tmp_path):
     path = tmp_path / "nf.toml"
     path.write_text(
         '[[accounts]]\nid = "acme"\ntime_zone = "America/Chicago"\n[[accounts.connections]]\n'
-        'id = "acme-nf"\nkind = "netforum"\nschedules.subscriber = { kind = "hourly", minute = 5 }\n'
+        'id = "acme-nf"\nkind = "netforum"\nschedules.subscriber = { kind = "hourly", minute = 5 }\n' + NF_TOML
     )
     message = load_error(path)
     assert (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from writeback.config import ServiceConfig
-from writeback.writebacks import Status, WritebackClass
+from writeback.ledger.rows import Status, WritebackClass
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -130,10 +130,10 @@ def publish(
 
     from rich.progress import Progress
 
+    from writeback.contract.files import Rejected, read_events
+    from writeback.contract.serde import EventSerde, registry_client
     from writeback.errors import WritebackError
-    from writeback.producers import Publisher
-    from writeback.producers.files import Rejected, read_events
-    from writeback.serde import EventSerde, registry_client
+    from writeback.kafka.producer import Publisher
 
     config = ServiceConfig()
     try:
@@ -172,8 +172,8 @@ def publish(
 @schemas_app.command("register")
 def schemas_register(registry: RegistryOption = None) -> None:
     """Register every schema under its `<topic>-value` subject with BACKWARD compatibility."""
-    from writeback.registry import register_all
-    from writeback.serde import registry_client
+    from writeback.contract.schema_registry import register_all
+    from writeback.contract.serde import registry_client
 
     results = register_all(registry_client(registry or ServiceConfig().schema_registry_url))
     _report_subjects(results)
@@ -182,8 +182,8 @@ def schemas_register(registry: RegistryOption = None) -> None:
 @schemas_app.command("check")
 def schemas_check(registry: RegistryOption = None) -> None:
     """Would the registry accept the local schemas (compatibility check, registers nothing)?"""
-    from writeback.registry import check_all
-    from writeback.serde import registry_client
+    from writeback.contract.schema_registry import check_all
+    from writeback.contract.serde import registry_client
 
     results = check_all(registry_client(registry or ServiceConfig().schema_registry_url))
     _report_subjects(results)
@@ -457,12 +457,11 @@ def replay(
     from confluent_kafka import Consumer
     from rich.progress import Progress
 
-    from writeback.consumers import replay as replaying
-    from writeback.consumers.dead_letters import DeadLetterSink
-    from writeback.consumers.ingest import Ingest
+    from writeback import replay as replaying
+    from writeback.contract.serde import EventSerde, registry_client
     from writeback.errors import WritebackError
-    from writeback.producers import Publisher
-    from writeback.serde import EventSerde, registry_client
+    from writeback.ingest.consume import Ingest
+    from writeback.kafka.dead_letters import DeadLetterSink
     from writeback.service import build_flusher
     from writeback.settings import StoredSettings
 

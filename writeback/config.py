@@ -9,9 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from writeback.consumers.breaker import BreakerPolicy
-from writeback.consumers.retries import RetryPolicy
-from writeback.events import (
+from writeback.contract.events import (
     ACTIVITY_TOPIC,
     COMMUNITY_TOPIC,
     DLQ_TOPIC_PREFIX,
@@ -21,6 +19,8 @@ from writeback.events import (
     Event,
     SubscriberEvent,
 )
+from writeback.flush.breaker import BreakerPolicy
+from writeback.flush.retries import RetryPolicy
 
 
 class ServiceConfig(BaseSettings):

@@ -15,6 +15,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from writeback.ledger.rows import Status, WritebackClass
 from writeback.schedules import (
     DailySchedule,
     EveryNDaysSchedule,
@@ -25,7 +26,6 @@ from writeback.schedules import (
     WeeklySchedule,
 )
 from writeback.settings import Connection, Settings
-from writeback.writebacks import Status, WritebackClass
 
 ERROR_MESSAGE_WIDTH = 60
 STATUS_STYLES = {

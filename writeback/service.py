@@ -18,13 +18,13 @@ from confluent_kafka import Consumer
 
 from writeback import health
 from writeback.config import ServiceConfig
-from writeback.consumers import flusher as flushing
-from writeback.consumers import ingest as ingesting
-from writeback.consumers.breaker import BreakerRegistry
-from writeback.consumers.dead_letters import DeadLetterSink
-from writeback.consumers.lag import ConsumerLag
+from writeback.contract.serde import EventSerde, registry_client
+from writeback.flush import flusher as flushing
+from writeback.flush.breaker import BreakerRegistry
+from writeback.ingest import consume as ingesting
+from writeback.kafka.dead_letters import DeadLetterSink
+from writeback.kafka.lag import ConsumerLag
 from writeback.ledger import Ledger
-from writeback.serde import EventSerde, registry_client
 from writeback.settings import Settings, StoredSettings, apply, load_settings
 
 log = logging.getLogger("writeback.service")

@@ -14,12 +14,10 @@ Rules from the seeds that validation enforces rather than silently fixes:
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,9 +27,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
-    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -41,16 +39,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from writeback import schedules
 from writeback.adapters import registry
 from writeback.adapters.base import Kind
-from writeback.secrets import SecretRef
 from writeback.errors import ConfigError
 from writeback.ledger import Ledger
+from writeback.ledger.rows import MailingActivity, WritebackClass
 from writeback.schedules import Schedule, TimeZoneName
-from writeback.writebacks import MailingActivity, WritebackClass
+from writeback.secrets import SecretRef
 
 _MODEL = ConfigDict(frozen=True, extra="forbid")
 
 
-class Writebacks(BaseModel):
+class EnabledWritebacks(BaseModel):
     """The Writeback Settings checkboxes."""
 
     model_config = _MODEL
@@ -78,7 +76,7 @@ class Connection(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     kind: str
     enabled: bool = True
-    writebacks: Writebacks = Writebacks()
+    writebacks: EnabledWritebacks = EnabledWritebacks()
     schedules: dict[WritebackClass, Schedule] = Field(default_factory=dict)
     crm: dict[str, Any] = Field(default_factory=dict)
     _config: BaseModel | None = PrivateAttr(None)

@@ -16,10 +16,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from writeback.config import ServiceConfig
-from writeback.events import Event, parse_event
+from writeback.contract.events import Event, parse_event
+from writeback.contract.serde import EventSerde, registry_client
+from writeback.kafka.producer import Publisher
 from writeback.ledger import Ledger
-from writeback.producers import Publisher
-from writeback.serde import EventSerde, registry_client
 from writeback.settings import Settings, parse_settings
 from writeback_dev.simulators.salesforce import SalesforceSim
 

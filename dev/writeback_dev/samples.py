@@ -22,7 +22,7 @@ from pathlib import Path
 
 import fastavro
 
-from writeback.events import (
+from writeback.contract.events import (
     UNKNOWN,
     ActivityEvent,
     Click,
@@ -46,7 +46,7 @@ from writeback.events import (
     enum_symbols,
     parsed_schema,
 )
-from writeback.taxonomy import code_of
+from writeback.contract.taxonomy import code_of
 
 _SAMPLE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://example.org/writeback/samples")
 BASE_TIME = datetime(2026, 3, 8, 14, 30, tzinfo=UTC)

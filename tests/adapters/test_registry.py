@@ -12,18 +12,18 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.consumers.conftest import activity, group_consumer, publisher, serde, subscriber, topics, wait_for  # noqa: F401 - fixtures
+from tests.builders import activity, group_consumer, subscriber, wait_for
 from writeback import schedules
 from writeback.adapters.base import Kind, Outcome, Route, Writeback, drop
 from writeback.adapters.registry import KINDS
-from writeback.consumers import ingest as ingesting
-from writeback.consumers.dead_letters import DeadLetterSink
-from writeback.consumers.flusher import Flusher, open_adapter
-from writeback.consumers.ingest import Ingest
+from writeback.contract.events import SubscriberAction, SubscriberEvent
 from writeback.errors import ConfigError
-from writeback.events import SubscriberAction, SubscriberEvent
+from writeback.flush.flusher import Flusher, open_adapter
+from writeback.ingest import consume as ingesting
+from writeback.ingest.consume import Ingest
+from writeback.kafka.dead_letters import DeadLetterSink
+from writeback.ledger.rows import WritebackClass
 from writeback.settings import parse_settings
-from writeback.writebacks import WritebackClass
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from writeback.ledger import Inserted, NewWriteback, RowResult, StateChange
+from writeback.ledger.rows import Status, WritebackClass
 from writeback.ledger.tables import metadata
-from writeback.writebacks import Status, WritebackClass
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

@@ -16,8 +16,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from writeback.events import ActivityEvent, CommunityListEvent, Event, Source, SubscriberAction, SubscriberEvent
-from writeback.writebacks import MailingActivity, WritebackClass
+from writeback.contract.events import (
+    ActivityEvent,
+    CommunityListEvent,
+    Event,
+    Source,
+    SubscriberAction,
+    SubscriberEvent,
+)
+from writeback.ledger.rows import MailingActivity, WritebackClass
 
 if TYPE_CHECKING:
     from writeback.schedules import Schedule

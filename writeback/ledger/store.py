@@ -8,10 +8,10 @@ died are returned to `pending` by the next holder.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-import json
 from functools import cache
 from typing import Any
 
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from writeback.ledger.migrate import migrate
+from writeback.ledger.rows import Claimed, Status, WritebackClass
 from writeback.ledger.tables import (
     accounts,
     connections,
@@ -27,7 +28,6 @@ from writeback.ledger.tables import (
     subscriber_state,
     writebacks,
 )
-from writeback.writebacks import Claimed, Status, WritebackClass
 
 
 @dataclass(slots=True)  # not frozen: ingest makes tens of thousands a second, and frozen init is slow

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psycopg
 
-from writeback_dev.localstack.errors import StackError
 from writeback_dev.localstack import processes
+from writeback_dev.localstack.errors import StackError
 
 DATABASE = "writeback"
 

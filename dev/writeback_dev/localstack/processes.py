@@ -14,8 +14,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 from writeback_dev.localstack.errors import StackError
 

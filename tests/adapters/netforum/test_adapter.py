@@ -10,15 +10,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from writeback_dev.simulators.netforum import NetforumSim
 
 from writeback import schedules
-from writeback.adapters.base import ORDER_BLOCKED, Disposition, ErrorKind, Outcome, Writeback
+from writeback.adapters.base import (
+    ORDER_BLOCKED,
+    Disposition,
+    ErrorKind,
+    Outcome,
+    Writeback,
+)
 from writeback.adapters.netforum import KIND, Config, NetforumAdapter
 from writeback.adapters.netforum.client import XWebClient
 from writeback.adapters.netforum.errors import XWebError
-from writeback.events import parse_event
-from writeback.writebacks import MailingActivity, WritebackClass
-from writeback_dev.simulators.netforum import NetforumSim
+from writeback.contract.events import parse_event
+from writeback.ledger.rows import MailingActivity, WritebackClass
 
 ZONE = "America/New_York"
 WHEN = "2026-01-15T19:05:09Z"  # 01/15/2026 02:05:09 PM in New York (EST)

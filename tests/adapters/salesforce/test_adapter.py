@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from writeback_dev.simulators.salesforce import SalesforceSim
 
 from writeback.adapters.base import Disposition, ErrorKind, Outcome, Writeback
 from writeback.adapters.salesforce import Config, SalesforceAdapter, id18
-from writeback.events import ActivityEvent, parse_event
-from writeback.writebacks import WritebackClass
-from writeback_dev.simulators.salesforce import SalesforceSim
+from writeback.contract.events import ActivityEvent, parse_event
+from writeback.ledger.rows import WritebackClass
 
 ZONE = "America/New_York"
 WINTER = datetime(2026, 1, 15, 19, 5, 9, tzinfo=UTC)  # 02:05:09 PM EST
@@ -71,7 +71,7 @@ def activity(
 
 
 def seed_pairs(wb: Writeback) -> tuple[str, str] | None:
-    """A stand-in for writeback.taxonomy.tracking_pair: seed 001 labels for a few events."""
+    """A stand-in for writeback.contract.taxonomy.tracking_pair: seed 001 labels for a few events."""
     if isinstance(wb.event, ActivityEvent):
         return str(wb.event.code), str(wb.event.subcode)
     return {"UNSUBSCRIBE": ("Unsubscribed", "Unsubscribed"), "SUBSCRIBE": ("Subscribed", "Subscribed")}.get(

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from writeback.adapters.base import ErrorKind
-from writeback.adapters.salesforce.errors import RECORD_KINDS, UNKNOWN_RECIPIENT_CODES, call_kind, scrub
+from writeback.adapters.salesforce.errors import (
+    RECORD_KINDS,
+    UNKNOWN_RECIPIENT_CODES,
+    call_kind,
+    scrub,
+)
 
 
 @pytest.mark.parametrize(

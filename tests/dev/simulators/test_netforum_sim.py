@@ -17,9 +17,8 @@ import pytest
 import zeep
 from lxml import etree
 from lxml.builder import ElementMaker
-from zeep.exceptions import Fault, TransportError
-
 from writeback_dev.simulators.netforum import ENDPOINT_PATH, NS, NetforumSim
+from zeep.exceptions import Fault, TransportError
 
 X = ElementMaker(namespace=NS, nsmap={None: NS})
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

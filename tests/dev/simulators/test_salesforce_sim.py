@@ -9,9 +9,9 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from writeback_dev.simulators.salesforce import SalesforceSim, id18
 
 from writeback.adapters.salesforce import id18 as adapter_id18
-from writeback_dev.simulators.salesforce import SalesforceSim, id18
 
 API = "/services/data/v60.0"
 _ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

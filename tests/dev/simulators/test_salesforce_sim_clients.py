@@ -16,8 +16,11 @@ from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceResourceNotFound,
 )
-
-from writeback_dev.simulators.salesforce import MAX_CHUNKS, SalesforceSim, simple_salesforce_session
+from writeback_dev.simulators.salesforce import (
+    MAX_CHUNKS,
+    SalesforceSim,
+    simple_salesforce_session,
+)
 
 API = "/services/data/v60.0"
 NOT_FOUND = [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]

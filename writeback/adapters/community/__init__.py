@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from writeback import schedules
 from writeback.adapters.base import Kind, Route, drop
-from writeback.events import CommunityListEvent, Event
-from writeback.writebacks import WritebackClass
+from writeback.contract.events import CommunityListEvent, Event
+from writeback.ledger.rows import WritebackClass
 
 if TYPE_CHECKING:
     from writeback.settings import Connection

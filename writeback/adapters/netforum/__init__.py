@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING
 
 from writeback import schedules
 from writeback.adapters.base import Kind, route_outbound
-from writeback.writebacks import MailingActivity, WritebackClass
+from writeback.ledger.rows import MailingActivity, WritebackClass
 
 from .adapter import NetforumAdapter
 from .config import Config

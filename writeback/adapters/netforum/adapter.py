@@ -32,13 +32,21 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from writeback.adapters.base import Disposition, ErrorKind, Outcome, Writeback
-from writeback.events import ActivityEvent, Recipient, SubscriberEvent
+from writeback.contract.events import ActivityEvent, Recipient, SubscriberEvent
 
 from . import errors, mapping
 from .client import Row, XWebClient, where_in
 from .config import Config
 from .errors import XWebError
-from .mapping import ACTIVITY_OBJECT, INDIVIDUAL_OBJECT, Change, Customer, Fields, Refusal, Skip
+from .mapping import (
+    ACTIVITY_OBJECT,
+    INDIVIDUAL_OBJECT,
+    Change,
+    Customer,
+    Fields,
+    Refusal,
+    Skip,
+)
 
 log = logging.getLogger(__name__)
 

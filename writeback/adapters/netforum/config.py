@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from writeback.schedules import TimeZoneName
-
 from writeback.secrets import SecretRef
 
 __all__ = ["Config", "SecretRef"]

@@ -18,8 +18,15 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from writeback.adapters.base import mailing_activity
-from writeback.events import ActivityEvent, ClickTarget, Event, Source, SubscriberAction, SubscriberEvent
-from writeback.writebacks import MailingActivity
+from writeback.contract.events import (
+    ActivityEvent,
+    ClickTarget,
+    Event,
+    Source,
+    SubscriberAction,
+    SubscriberEvent,
+)
+from writeback.ledger.rows import MailingActivity
 
 from . import errors
 

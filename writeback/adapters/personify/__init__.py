@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 from writeback import schedules
 from writeback.adapters.base import Kind, Route, drop, route_outbound
-from writeback.events import ActivityEvent, Event, SubscriberAction
-from writeback.writebacks import WritebackClass
+from writeback.contract.events import ActivityEvent, Event, SubscriberAction
+from writeback.ledger.rows import WritebackClass
 
 if TYPE_CHECKING:
     from writeback.settings import Connection

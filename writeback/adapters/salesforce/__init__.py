@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from writeback import schedules, taxonomy
+from writeback import schedules
 from writeback.adapters.base import Kind, Product, Route, Writeback, route_outbound
 from writeback.adapters.salesforce.adapter import SalesforceAdapter
 from writeback.adapters.salesforce.config import Config
 from writeback.adapters.salesforce.mapping import NOTE_MARKER, TASK_EXTERNAL_ID, id18
-from writeback.events import ActivityEvent, Event, SubscriberEvent
-from writeback.writebacks import MailingActivity, WritebackClass
+from writeback.contract import taxonomy
+from writeback.contract.events import ActivityEvent, Event, SubscriberEvent
+from writeback.ledger.rows import MailingActivity, WritebackClass
 
 if TYPE_CHECKING:
     from writeback.settings import Account, Connection

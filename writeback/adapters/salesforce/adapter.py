@@ -34,7 +34,7 @@ from writeback.adapters.salesforce.errors import (
     scrub,
 )
 from writeback.adapters.salesforce.mapping import ActivityRecord, SubscriberChange
-from writeback.events import ActivityEvent, SubscriberEvent
+from writeback.contract.events import ActivityEvent, SubscriberEvent
 
 log = logging.getLogger(__name__)
 

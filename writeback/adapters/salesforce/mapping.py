@@ -27,7 +27,7 @@ from writeback.adapters.salesforce.errors import (
     INTEGRATION_ID_MISMATCH,
     clip,
 )
-from writeback.events import ActivityEvent, SubscriberEvent
+from writeback.contract.events import ActivityEvent, SubscriberEvent
 
 NOTE_MARKER = "Informz writeback id: "
 TASK_EXTERNAL_ID = "Writeback_Id__c"

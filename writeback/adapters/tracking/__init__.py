@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
-from writeback import schedules, taxonomy
+from writeback import schedules
 from writeback.adapters.base import Adapter, Kind, Product, Route, drop
-from writeback.events import CommunityListEvent, Event, SubscriberEvent
-from writeback.writebacks import WritebackClass
+from writeback.contract import taxonomy
+from writeback.contract.events import CommunityListEvent, Event, SubscriberEvent
+from writeback.ledger.rows import WritebackClass
 
 if TYPE_CHECKING:
     from writeback.settings import Account, Connection

@@ -68,7 +68,14 @@ Run standalone: `PYTHONPATH=dev python -m writeback_dev.simulators.netforum --po
 """
 
 from .errors import XWebError
-from .server import DEFAULT_PASSWORD, DEFAULT_USER, ENDPOINT_PATH, FaultSpec, NetforumSim, SimRequest
+from .server import (
+    DEFAULT_PASSWORD,
+    DEFAULT_USER,
+    ENDPOINT_PATH,
+    FaultSpec,
+    NetforumSim,
+    SimRequest,
+)
 from .soap import NS
 
 __all__ = [

@@ -29,7 +29,15 @@ from starlette.routing import Route
 from . import errors as E
 from . import soap, wsdl
 from .errors import XWebError
-from .store import OBJECTS, Database, Row, new_key, object_name, parse_guid, render_value
+from .store import (
+    OBJECTS,
+    Database,
+    Row,
+    new_key,
+    object_name,
+    parse_guid,
+    render_value,
+)
 
 ENDPOINT_PATH = "/xweb/secure/netFORUMXML.asmx"
 DEFAULT_USER = "sim-xweb"

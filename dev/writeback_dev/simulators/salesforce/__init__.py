@@ -81,7 +81,14 @@ Run standalone: `python -m writeback_dev.simulators.salesforce --port 8600`.
 from .clients import simple_salesforce_session
 from .errors import ApiError, RecordError
 from .ids import id18
-from .server import MAX_CHUNKS, MAX_RECORDS, QUERY_PAGE, FaultSpec, SalesforceSim, SimRequest
+from .server import (
+    MAX_CHUNKS,
+    MAX_RECORDS,
+    QUERY_PAGE,
+    FaultSpec,
+    SalesforceSim,
+    SimRequest,
+)
 
 __all__ = [
     "MAX_CHUNKS",

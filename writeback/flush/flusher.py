@@ -1,0 +1,251 @@
+"""The flusher: closed windows become CRM calls, and each row's outcome is recorded.
+
+Only the holder of a connection's lease claims its rows, so several instances on one database
+never flush a row twice, and each recipient's rows go out in `occurred_at` order. Failed rows are
+dead-lettered (and acknowledged) before the ledger marks them failed: a crash in between leaves
+them in flight, the next lease holder returns them to pending, and the adapter's idempotency
+makes the second attempt write nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from writeback import metrics
+from writeback.adapters.base import Adapter, ErrorKind, Outcome, Writeback
+from writeback.contract.events import MODELS_BY_TYPE
+from writeback.contract.serde import EventSerde
+from writeback.errors import PublishError, RegistryUnavailable
+from writeback.flush.breaker import BreakerRegistry, BreakerState, Transition
+from writeback.flush.retries import RetryPolicy, batch_health, decide, error_class
+from writeback.kafka import dead_letters
+from writeback.kafka.dead_letters import DeadLetterSink
+from writeback.ledger.rows import Claimed
+from writeback.ledger.store import Ledger, RowResult
+from writeback.settings import Account, Connection, Settings
+
+log = logging.getLogger("writeback.flusher")
+
+ADAPTER_ERROR = "ADAPTER_ERROR"  # the adapter raised instead of answering: treated as an outage
+NO_OUTCOME = "NO_OUTCOME"  # the adapter answered for fewer rows than it was given
+UNREADABLE_EVENT = "UNREADABLE_EVENT"  # the stored event no longer fits the contract
+
+AdapterFactory = Callable[[Account, Connection], Adapter | None]
+
+
+def open_adapter(account: Account, connection: Connection) -> Adapter | None:
+    """The connection's adapter, or None while its kind has none (its rows wait, pending)."""
+    opener = connection.kind_of().open
+    return opener(account, connection) if opener is not None else None
+
+
+def instance_owner() -> str:
+    """A lease owner unique to this process, readable in the database."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(slots=True)
+class FlushReport:
+    batches: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)  # status -> rows
+    dead_letters: int = 0
+
+    def add(self, results: Sequence[RowResult]) -> None:
+        for result in results:
+            self.outcomes[result.status.value] = self.outcomes.get(result.status.value, 0) + 1
+
+
+class Flusher:
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: Callable[[], Settings],
+        adapters: AdapterFactory,
+        sink: DeadLetterSink,
+        serde: EventSerde,
+        *,
+        owner: str | None = None,
+        policy: RetryPolicy | None = None,
+        breakers: BreakerRegistry | None = None,
+        lease_ttl: timedelta = timedelta(seconds=60),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.adapters = adapters
+        self.sink = sink
+        self.serde = serde
+        self.owner = owner or instance_owner()
+        self.policy = policy or RetryPolicy()
+        self.breakers = breakers or BreakerRegistry()
+        self.breakers.on_change(_breaker_metrics)
+        self.lease_ttl = lease_ttl
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._open: dict[str, tuple[Connection, Adapter]] = {}
+
+    def close(self) -> None:
+        for _, adapter in self._open.values():
+            adapter.close()
+        self._open.clear()
+
+    def flush_due(self) -> FlushReport:
+        """One pass: every connection with due rows, as far as its lease and breaker allow."""
+        report = FlushReport()
+        for connection_id in self.ledger.connections_with_due_rows(self.clock()):
+            try:
+                self.flush_connection(connection_id, report)
+            except (PublishError, RegistryUnavailable, SQLAlchemyError):
+                raise  # the broker, registry or database is away: every connection waits for it
+            except Exception as exc:  # noqa: BLE001 - one connection's trouble must not stop the others
+                log.warning("connection %s: flush failed (%s); its rows are retried", connection_id, type(exc).__name__)
+        return report
+
+    def flush_connection(self, connection_id: str, report: FlushReport | None = None) -> FlushReport:
+        report = report if report is not None else FlushReport()
+        found = self.settings().connection(connection_id)
+        if found is None:
+            log.warning("rows due for connection %s, which the settings no longer have", connection_id)
+            return report
+        account, connection = found
+        breaker = self.breakers.get(connection_id)
+        adapter = self._adapter(account, connection)
+        if adapter is None:
+            return report
+        if not self.ledger.acquire_lease(connection_id, self.owner, self.clock(), self.lease_ttl):
+            return report  # another instance is flushing it
+        try:
+            while breaker.allow(self.clock()):
+                now = self.clock()
+                batch = self.ledger.claim_due(connection_id, self.owner, now, adapter.max_batch)
+                if not batch:
+                    break
+                outcomes = self._write(adapter, connection, batch)
+                now = self.clock()
+                results = [
+                    decide(o, wb.attempts, wb.first_failed_at, now, self.policy, self.rng)
+                    for wb, o in zip(batch, outcomes, strict=True)
+                ]
+                report.dead_letters += self._dead_letter(connection, batch, results, now)
+                self.ledger.record(results, self.owner, now)
+                breaker.record(batch_health(outcomes), now)
+                report.batches += 1
+                report.add(results)
+                for result in results:
+                    metrics.FLUSH_OUTCOMES.labels(
+                        connection.kind, result.status.value, result.error_code or ""
+                    ).inc()
+                if not self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl):
+                    break
+        finally:
+            self.ledger.release_lease(connection_id, self.owner)
+        return report
+
+    def _adapter(self, account: Account, connection: Connection) -> Adapter | None:
+        """Adapters are kept per connection and rebuilt when its settings change."""
+        cached = self._open.get(connection.id)
+        if cached is not None and cached[0] == connection:
+            return cached[1]
+        if cached is not None:
+            cached[1].close()
+            del self._open[connection.id]
+        try:
+            adapter = self.adapters(account, connection)
+        except Exception as exc:  # noqa: BLE001 - a misconfigured connection must not stop the others
+            log.error("connection %s cannot be opened (%s); its rows wait", connection.id, type(exc).__name__)
+            return None
+        if adapter is None:
+            log.warning("no adapter for %s connection %s; its rows wait", connection.kind, connection.id)
+            return None
+        self._open[connection.id] = (connection, adapter)
+        return adapter
+
+    def _write(self, adapter: Adapter, connection: Connection, batch: list[Claimed]) -> list[Outcome]:
+        """One outcome per claimed row: the adapter's, or the flusher's own when the row's event
+        cannot be read or the adapter gave none."""
+        typed, unreadable = [], {}
+        for row in batch:
+            try:
+                event = MODELS_BY_TYPE[row.event_type].model_validate(row.payload)
+            except (KeyError, ValueError) as exc:
+                unreadable[row.id] = Outcome.failed(row.id, UNREADABLE_EVENT, f"the stored event does not fit the contract ({type(exc).__name__})")
+                continue
+            typed.append(Writeback(row.id, row.account_id, row.connection_id, row.wb_class, row.recipient_key, row.occurred_at, event))
+        started = time.perf_counter()
+        try:
+            outcomes = list(adapter.write(typed)) if typed else []
+        except Exception as exc:
+            log.exception("adapter for %s raised", connection.id)
+            outcomes = [Outcome.retry(wb.id, ADAPTER_ERROR, type(exc).__name__) for wb in typed]
+        finally:
+            metrics.FLUSH_BATCH_SECONDS.labels(connection.kind).observe(time.perf_counter() - started)
+        by_id = unreadable | {o.writeback_id: o for o in outcomes}
+        return [
+            by_id.get(row.id) or Outcome.retry(row.id, NO_OUTCOME, "the adapter gave no outcome", kind=ErrorKind.OUTAGE)
+            for row in batch
+        ]
+
+    def _dead_letter(
+        self, connection: Connection, batch: list[Claimed], results: list[RowResult], now: datetime
+    ) -> int:
+        letters = []
+        for wb, result in zip(batch, results, strict=True):
+            klass = error_class(result)
+            if klass is not None:
+                letters.append(
+                    dead_letters.failed_writeback(
+                        wb, result, connection.kind, klass, self.serde, now, wb.replay_count
+                    )
+                )
+        self.sink.send(letters)  # raises unless acknowledged: the rows stay in flight
+        for letter in letters:
+            metrics.DEAD_LETTERS.labels(letter.crm_kind, letter.error_class.value).inc()
+        return len(letters)
+
+
+def _breaker_metrics(transition: Transition) -> None:
+    metrics.BREAKER_STATE.labels(transition.connection_id).set(int(transition.new))
+    if transition.new is BreakerState.OPEN:
+        metrics.BREAKER_TRIPS.labels(transition.connection_id).inc()
+
+
+def refresh_gauges(ledger: Ledger, now: datetime | None = None) -> None:
+    """The backlog SREs alert on: rows per connection and status, and the oldest due row."""
+    now = now or datetime.now(UTC)
+    metrics.LEDGER_ROWS.clear()
+    for (connection_id, status), rows in ledger.counts().items():
+        metrics.LEDGER_ROWS.labels(connection_id, status).set(rows)
+    oldest = ledger.oldest_due(now)
+    metrics.OLDEST_DUE_SECONDS.set((now - oldest).total_seconds() if oldest else 0)
+
+
+def run(
+    flusher: Flusher,
+    stop: threading.Event,
+    *,
+    interval: float = 1.0,
+    on_pass: Callable[[], object] = lambda: None,
+) -> None:
+    """Flush every `interval` until stopped; a passing database or broker outage waits."""
+    while not stop.is_set():
+        try:
+            flusher.flush_due()
+            on_pass()
+        except (PublishError, RegistryUnavailable) as exc:
+            log.warning("dead letters not acknowledged, rows stay in flight: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. the database restarting
+            log.warning("flush pass failed: %s", type(exc).__name__)
+        stop.wait(interval)
+
