@@ -23,8 +23,6 @@ from writeback.schedules import (
     ManualSchedule,
     WeeklySchedule,
     daily_default,
-    due_catch_up,
-    fires_between,
     next_fire,
     parse_schedule,
 )
@@ -38,7 +36,12 @@ def utc(*args: int) -> datetime:
 
 
 def fires(schedule, start: datetime, end: datetime) -> list[datetime]:
-    return list(fires_between(schedule, start, end))
+    """Every fire in (start, end], walked with next_fire as the ledger's windows do."""
+    found, fire = [], next_fire(schedule, start)
+    while fire is not None and fire <= end:
+        found.append(fire)
+        fire = next_fire(schedule, fire)
+    return found
 
 
 def daily(at: str, tz: str) -> DailySchedule:
@@ -82,8 +85,6 @@ def test_salesforce_activity_defaults_to_manual_and_never_fires_by_itself_seed_0
     assert salesforce.KIND.schedules("UTC")[WritebackClass.ACTIVITY] == ManualSchedule()
     assert next_fire(ManualSchedule(), utc(2026, 1, 1)) is None
     assert fires(ManualSchedule(), utc(2000, 1, 1), utc(2037, 1, 1)) == []
-    assert due_catch_up(ManualSchedule(), None, utc(2026, 1, 1)) is None
-    assert due_catch_up(ManualSchedule(), utc(2020, 1, 1), utc(2026, 1, 1)) is None
 
 
 @pytest.mark.parametrize("tz", ["America/New_York", "Europe/London", "Australia/Sydney",
@@ -243,45 +244,12 @@ def test_hourly_in_lord_howe_follows_the_clock_through_half_hour_shifts():
     assert fall == [utc(2026, 4, 4, 14, 45), utc(2026, 4, 4, 15, 15), utc(2026, 4, 4, 16, 15)]
 
 
-# --- catch-up after downtime -------------------------------------------------------------------
-
-
-def test_missed_windows_close_once_at_the_most_recent_fire():
-    ten = SUBSCRIBER_STATUS_DEFAULT
-    assert due_catch_up(ten, utc(2026, 1, 1), utc(2026, 1, 3, 5, 7)) == utc(2026, 1, 3, 5, 0)
-    schedule = daily("02:30", "America/New_York")
-    assert due_catch_up(schedule, utc(2026, 3, 1), utc(2026, 3, 8, 12)) == utc(2026, 3, 8, 7, 0)
-
-
-def test_nothing_to_catch_up_when_no_fire_was_missed():
-    ten = SUBSCRIBER_STATUS_DEFAULT
-    assert due_catch_up(ten, utc(2026, 1, 3, 5, 0), utc(2026, 1, 3, 5, 7)) is None
-    assert due_catch_up(ten, utc(2026, 1, 3, 5, 8), utc(2026, 1, 3, 5, 7)) is None
-
-
-def test_catch_up_includes_a_fire_exactly_at_now_and_excludes_one_at_last_run():
-    assert due_catch_up(SUBSCRIBER_STATUS_DEFAULT, utc(2026, 1, 3, 4, 50),
-                        utc(2026, 1, 3, 5, 0)) == utc(2026, 1, 3, 5, 0)
-    assert due_catch_up(SUBSCRIBER_STATUS_DEFAULT, utc(2026, 1, 3, 5), utc(2026, 1, 3, 5)) is None
-
-
-def test_never_ran_counts_every_earlier_fire_as_missed():
-    schedule = daily("02:30", "Asia/Kolkata")
-    assert due_catch_up(schedule, None, utc(2026, 5, 1, 12)) == utc(2026, 4, 30, 21)
-
-
 # --- instants in, instants out -----------------------------------------------------------------
 
 
 def test_naive_datetimes_are_rejected_naming_the_argument():
     with pytest.raises(ValueError, match="after must be timezone-aware"):
         next_fire(SUBSCRIBER_STATUS_DEFAULT, datetime(2026, 1, 1))
-    with pytest.raises(ValueError, match="end must be timezone-aware"):
-        fires_between(SUBSCRIBER_STATUS_DEFAULT, utc(2026, 1, 1), datetime(2026, 1, 2))
-    with pytest.raises(ValueError, match="last_run must be timezone-aware"):
-        due_catch_up(SUBSCRIBER_STATUS_DEFAULT, datetime(2026, 1, 1), utc(2026, 1, 2))
-    with pytest.raises(ValueError, match="now must be timezone-aware"):
-        due_catch_up(ManualSchedule(), None, datetime(2026, 1, 2))
 
 
 def test_aware_non_utc_input_is_accepted_and_output_is_utc():
@@ -583,22 +551,7 @@ def test_prop_interval_fires_are_epoch_multiples_one_period_apart(case, count):
     assert all(b - a == period for a, b in zip(got, got[1:]))
 
 
-@PROPERTY
-@given(any_recurring, st.integers(0, 60 * 24 * 20), st.booleans())
-def test_prop_catch_up_is_at_most_the_latest_real_missed_fire(case, downtime_minutes, never_ran):
-    schedule, last_run = case
-    now = last_run + timedelta(minutes=downtime_minutes)
-    due = due_catch_up(schedule, None if never_ran else last_run, now)
-    if due is None:
-        assert not never_ran and next_fire(schedule, last_run) > now
-        return
-    assert due <= now and (never_ran or due > last_run)
-    assert next_fire(schedule, due - timedelta(microseconds=1)) == due  # a real fire
-    assert next_fire(schedule, due) > now  # the most recent one
-
-
 @settings(max_examples=50, deadline=None)
 @given(st.datetimes(SPAN_START, SPAN_END, timezones=st.just(UTC)))
 def test_prop_manual_never_fires(start):
     assert next_fire(ManualSchedule(), start) is None
-    assert due_catch_up(ManualSchedule(), None, start) is None

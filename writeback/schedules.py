@@ -36,7 +36,7 @@ Wall-clock policy (all in the schedule's ``tz``, via :mod:`zoneinfo`):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -63,8 +63,6 @@ __all__ = [
     "WeeklySchedule",
     "cadence",
     "daily_default",
-    "due_catch_up",
-    "fires_between",
     "next_fire",
     "parse_schedule",
 ]
@@ -214,43 +212,12 @@ def next_fire(schedule: Schedule, after: datetime) -> datetime | None:
     return _next(schedule, after)
 
 
-def fires_between(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Every fire instant in ``(start, end]``, in order: half-open so that consecutive ranges
-    sharing an endpoint never report a fire twice."""
-    start, end = _utc(start, "start"), _utc(end, "end")
-    if isinstance(schedule, ManualSchedule):
-        return iter(())
-    return _walk(schedule, start, end)
-
-
-def due_catch_up(schedule: Schedule, last_run: datetime | None, now: datetime) -> datetime | None:
-    """The most recent fire in ``(last_run, now]``, or None if none was missed.
-
-    After downtime the missed windows close once, together, at start-up: one flush covers every
-    row that came due, so replaying one flush per missed period would only write empty batches.
-    ``last_run=None`` (never ran) counts every earlier fire as missed.
-    """
-    now = _utc(now, "now")
-    since = None if last_run is None else _utc(last_run, "last_run")
-    if isinstance(schedule, ManualSchedule):
-        return None
-    latest = _latest(schedule, now)
-    return None if since is not None and latest <= since else latest
-
-
 def _utc(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware (UTC); got naive {value.isoformat()}")
     return value.astimezone(UTC)
-
-
-def _walk(schedule: Recurring, start: datetime, end: datetime) -> Iterator[datetime]:
-    fire = _next(schedule, start)
-    while fire <= end:
-        yield fire
-        fire = _next(schedule, fire)
 
 
 def _next(schedule: Recurring, after: datetime) -> datetime:
@@ -267,15 +234,6 @@ def _next(schedule: Recurring, after: datetime) -> datetime:
         first = a_monday + timedelta(days=WEEKDAYS.index(schedule.day))
         return _next_on_cycle(tz, schedule.at, first, 7, after)
     return _next_on_cycle(tz, schedule.at, schedule.anchor, schedule.days, after)
-
-
-def _latest(schedule: Recurring, at_or_before: datetime) -> datetime:
-    lookback = _period(schedule)
-    while (fire := _next(schedule, at_or_before - lookback)) > at_or_before:
-        lookback *= 2  # fires can be further apart than the period: 25-hour days, DST gaps
-    while (following := _next(schedule, fire)) <= at_or_before:
-        fire = following
-    return fire
 
 
 def _period(schedule: Recurring) -> timedelta:

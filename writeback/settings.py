@@ -313,12 +313,6 @@ class Settings(BaseModel):
             raise ValueError(f"connection ids must be unique across accounts: {', '.join(dupes)}")
         return self
 
-    def connections_of(self, account_id: str) -> tuple[Connection, ...]:
-        for account in self.accounts:
-            if account.id == account_id:
-                return account.connections
-        return ()
-
     def account(self, account_id: str) -> Account | None:
         return next((a for a in self.accounts if a.id == account_id), None)
 
