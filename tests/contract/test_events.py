@@ -44,7 +44,7 @@ from writeback.contract.events import (
     validation_summary,
 )
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 EVENT_ID = "8ea5b524-481d-4143-83a5-2c4a03c1ac77"
 
 
