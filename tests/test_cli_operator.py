@@ -365,3 +365,13 @@ def test_retry_exits_1_when_nothing_was_requeued(seeded):
     assert result.exit_code == 1
     assert "0 of 2 requeued" in result.stdout
     assert "sf-pending: not failed (pending)" in result.stderr
+
+
+def test_schemas_pairs_lists_every_pair_a_tracking_connection_writes_seed_001():
+    result = runner.invoke(app, ["schemas", "pairs"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == len(set(lines)) > 30
+    assert "Sent\tDelivered" in lines and "Event Signup\tEvent Signup" in lines
+    assert "Blocked\tBlocked" not in lines  # seed 000's own pair, only with --extensions
+    assert "Blocked\tBlocked" in runner.invoke(app, ["schemas", "pairs", "--extensions"]).output.splitlines()

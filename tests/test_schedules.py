@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from writeback.ledger.rows import WritebackClass
 from writeback.schedules import (
@@ -21,14 +21,25 @@ from writeback.schedules import (
     HourlySchedule,
     IntervalSchedule,
     ManualSchedule,
+    Schedule,
     WeeklySchedule,
     daily_default,
     next_fire,
-    parse_schedule,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+_SCHEDULE: TypeAdapter[Schedule] = TypeAdapter(Schedule)
+
+
+def parse_schedule(config: dict, *, default_tz: str | None = None) -> Schedule:
+    """A schedule as Writeback Settings validate it: wall-clock kinds take the account's zone."""
+    data = dict(config)
+    if default_tz is not None and data.get("kind") not in ("interval", "manual"):
+        data.setdefault("tz", default_tz)
+    return _SCHEDULE.validate_python(data)
 
 
 def utc(*args: int) -> datetime:

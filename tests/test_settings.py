@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
 from tests.builders import NF_CRM, SF_CRM
@@ -354,12 +354,12 @@ def test_a_netforum_hourly_file_names_the_seed_cadence(tmp_path):
 
 def test_cadence_is_the_nominal_gap_between_fires():
     tz = "America/New_York"
-    assert schedules.cadence(schedules.parse_schedule({"kind": "manual"})) is None
+    assert schedules.cadence(TypeAdapter(schedules.Schedule).validate_python({"kind": "manual"})) is None
     assert schedules.cadence(schedules.SUBSCRIBER_STATUS_DEFAULT) == timedelta(minutes=10)
-    assert schedules.cadence(schedules.parse_schedule({"kind": "hourly", "tz": tz})) == timedelta(hours=1)
+    assert schedules.cadence(TypeAdapter(schedules.Schedule).validate_python({"kind": "hourly", "tz": tz})) == timedelta(hours=1)
     assert schedules.cadence(schedules.daily_default(tz)) == timedelta(days=1)  # also on 25-hour days
     weekly = {"kind": "weekly", "day": "friday", "at": "09:00", "tz": tz}
-    assert schedules.cadence(schedules.parse_schedule(weekly)) == timedelta(days=7)
+    assert schedules.cadence(TypeAdapter(schedules.Schedule).validate_python(weekly)) == timedelta(days=7)
 
 
 # -- the CLI ----------------------------------------------------------------------------------

@@ -189,6 +189,18 @@ def schemas_check(registry: RegistryOption = None) -> None:
     _report_subjects(results)
 
 
+@schemas_app.command("pairs")
+def schemas_pairs(
+    extensions: Annotated[bool, typer.Option(help="Also the pairs seed 000 adds (Blocked, SocialShare).")] = False,
+) -> None:
+    """Every Activity Code / Activity Subcode pair a tracking connection writes (seed 001), tab
+    separated: the values to create in the integrated product before its first push."""
+    from writeback.contract.taxonomy import all_tracking_pairs
+
+    for code, subcode in all_tracking_pairs(include_extensions=extensions):
+        typer.echo(f"{code}\t{subcode}")
+
+
 def _report_subjects(results: list) -> None:
     for result in results:
         colour = typer.colors.GREEN if result.ok else typer.colors.RED

@@ -12,8 +12,8 @@ in TOML and in dicts::
     {"kind": "every_n_days", "days": 3, "at": "06:00", "anchor": "2026-01-01",
      "tz": "Australia/Sydney"}
 
-``at`` is "HH:MM" (24-hour) or a TOML local time; ``tz`` is an IANA name and may be left out when
-:func:`parse_schedule` is given the account's zone. Every kind but manual fires forever, and
+``at`` is "HH:MM" (24-hour) or a TOML local time; ``tz`` is an IANA name, which settings fill in
+with the account's zone when a connection leaves it out. Every kind but manual fires forever, and
 settings allow manual only for mailing activity, whose windows "send activity now" closes: no
 configuration that passes validation can leave a subscriber-status window open for good.
 
@@ -36,9 +36,8 @@ Wall-clock policy (all in the schedule's ``tz``, via :mod:`zoneinfo`):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -48,7 +47,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    TypeAdapter,
 )
 
 __all__ = [
@@ -64,7 +62,6 @@ __all__ = [
     "cadence",
     "daily_default",
     "next_fire",
-    "parse_schedule",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -165,8 +162,6 @@ class EveryNDaysSchedule(BaseModel):
 
 Recurring = IntervalSchedule | HourlySchedule | DailySchedule | WeeklySchedule | EveryNDaysSchedule
 Schedule = Annotated[Recurring | ManualSchedule, Field(discriminator="kind")]
-_SCHEDULE: TypeAdapter[Schedule] = TypeAdapter(Schedule, config=ConfigDict(title="Schedule"))
-_WALL_CLOCK_KINDS = frozenset({"hourly", "daily", "weekly", "every_n_days"})
 
 SUBSCRIBER_STATUS_DEFAULT = IntervalSchedule(minutes=10)
 """Unsubscribe, resubscribe and bad email go out every ten minutes (seed 000)."""
@@ -181,16 +176,6 @@ def daily_default(tz: str) -> DailySchedule:
     """The once-daily default schedule (seeds 001, 004); a factory because the time of day is
     the account's, so there is no zone-free constant to share."""
     return DailySchedule(at=DAILY_DEFAULT_AT, tz=tz)
-
-
-def parse_schedule(config: Mapping[str, Any], *, default_tz: str | None = None) -> Schedule:
-    """Validate a schedule from settings. ``default_tz`` is the account's zone, so a connection's
-    schedule names a zone only to differ from it. Raises :class:`pydantic.ValidationError`
-    whose locations name the field (``daily.tz``, ``weekly.at``, ``interval.minutes``)."""
-    data = dict(config)
-    if default_tz is not None and data.get("kind") in _WALL_CLOCK_KINDS:
-        data.setdefault("tz", default_tz)
-    return _SCHEDULE.validate_python(data)
 
 
 def cadence(schedule: Schedule) -> timedelta | None:
