@@ -15,7 +15,7 @@ from writeback_dev.samples import (
     subscriber_samples,
 )
 
-from tests.builders import NF_CRM, SF_CRM
+from tests.builders import NF_CRM, PS_CRM, SF_CRM
 from writeback.adapters.base import Route, mailing_activity
 from writeback.contract.events import (
     ActivityEvent,
@@ -37,7 +37,7 @@ SUB, ACT = WritebackClass.SUBSCRIBER, WritebackClass.ACTIVITY
 NETFORUM, SALESFORCE, PERSONIFY, TRACKING, COMMUNITY = "netforum", "salesforce", "personify", "tracking", "community"
 ALL_KINDS = (NETFORUM, SALESFORCE, PERSONIFY, TRACKING, COMMUNITY)
 # what each kind needs in `crm` to be a valid connection (the routing rules do not read it)
-CRM = {SALESFORCE: SF_CRM, TRACKING: SF_CRM, NETFORUM: NF_CRM}
+CRM = {SALESFORCE: SF_CRM, TRACKING: SF_CRM, NETFORUM: NF_CRM, PERSONIFY: PS_CRM}
 UNSUBSCRIBE, RESUBSCRIBE, BAD_EMAIL = (
     SubscriberAction.UNSUBSCRIBE,
     SubscriberAction.RESUBSCRIBE,
