@@ -48,8 +48,8 @@ Tracking (seed 001) with netFORUM as the integrated product (`TRACKING`, a `trac
   not manage consent). `cma_activity_code` = 001's Activity Code, `cma_activity_subcode` = its
   Activity Subcode (choice, by analogy with Salesforce's Activity Group / Activity and a public
   xWeb example that writes code "Sent" with a subcode); `cma_activity_date` = when it happened;
-  `cma_message_name` = the mailing's name, else the survey's or event's name (001: "write back
-  only the name of the survey or event"), else left out; `cma_message_id` = the mailing id.
+  `cma_message_name` = the survey's or event's name (001: "write back only the name of the
+  survey or event"), else the mailing's name, else left out; `cma_message_id` = the mailing id.
   The recipient is found only by its Integration ID (001's Custom Member ID) as `cst_key`: a
   recipient without one, or whose key matches no Individual, fails `UNKNOWN_CUSTOMER` and adds
   nothing (001: "Records with a non-matching Custom Member ID ... will fail"). RESUBSCRIBE and

@@ -208,7 +208,7 @@ def tracking_row(
 ) -> Fields | Refusal:
     """001's pair as `cma_activity_code` / `cma_activity_subcode` (as a public xWeb example writes
     code "Sent" with a subcode), dated when it happened. `cma_message_name` (choice) holds the
-    mailing's name, or the survey's or event's name (001 writes back only that name for them)."""
+    survey's or event's name (001 writes back only that name for them), else the mailing's."""
     pair = taxonomy.tracking_pair(event)
     assert pair is not None  # tracking_change_of said so
     if any(len(part) > CODE_WIDTH for part in pair):
@@ -225,7 +225,7 @@ def tracking_row(
         "cma_activity_id": key,
     }
     mailing = event.mailing if isinstance(event, ActivityEvent) else None
-    name = mailing.name if mailing is not None else getattr(event, "name", None)
+    name = (event.name if isinstance(event, ActivityEvent) else None) or (mailing.name if mailing else None)
     if name and (text := _text(name, NAME_WIDTH)):
         row["cma_message_name"] = text
     if mailing is not None and len(mailing.mailing_id) <= ID_WIDTH:

@@ -61,7 +61,7 @@ hold the next N, then carry them out even if the client has gone, so a killed cl
 `expire_tokens`; `fail_record`: objects whose column equals a value fault RecordRejected;
 `advance_clock`; `clear_faults`) and over HTTP (`POST /__sim/faults` with `{"kind": <method>, ...its
 arguments}`, `DELETE /__sim/faults`); inspection with `individual`, `individuals`, `correspondence`,
-`activities`, `request_log`, `calls`, `fault_count`, `lockout` and `GET /__sim/state`,
+`activities`, `request_log`, `calls`, `in_flight`, `fault_count`, `lockout` and `GET /__sim/state`,
 `GET /__sim/individuals/{cst_key}`; seeding with `add_individual`, `add_email`, `add_user` (also
 `POST /__sim/individuals`); `unlock` (`POST /__sim/unlock`) and `reset` (`POST /__sim/reset`).
 

@@ -302,6 +302,12 @@ class NetforumSim:
     def calls(self, operation: str) -> list[SimRequest]:
         return [r for r in self.request_log if r.operation == operation]
 
+    @property
+    def in_flight(self) -> int:
+        """SOAP requests being handled now (held ones included)."""
+        with self._lock:
+            return self._in_flight
+
     def fault_count(self, user: str | None = None) -> int:
         """Faults counted today (UTC, simulator clock) against MethodsFaultLimitPerDay for `user`."""
         with self._lock:
