@@ -31,6 +31,7 @@ from tests.builders import wait_for
 from tests.test_end_to_end import (
     CLI,
     act_event,
+    cli,
     configure,
     count_rows,
     listed,
@@ -183,11 +184,16 @@ def test_seed_000_lands_in_netforum_exactly_and_a_resubscribe_restores_the_indiv
         # subscriber status of a recipient of the excluded mailing: never excluded
         sub_event("UNSUBSCRIBE", key(lean_off), UNSUB_AT, account="globex"),
     ]
+    # a mailing the operator excludes with the CLI while the service runs
+    by_cli = act_event("Delivered", key(ada), SEND, {**MAILING, "mailing_id": "m-cli", "name": "Excluded by CLI"})
     rows = len(activity) + len(subscribers) + 1  # globex: the one Sent in a mailing not excluded
 
     instances.start()
-    url = metrics_url(instances)
-    publish_file(env, tmp_path / "activity.ndjson", [*activity, *globex], topics["act"])
+    url = metrics_url(instances)  # serve has applied the settings file by then
+    excluded_now = cli(env, "settings", "exclude-mailing", "--connection", conn, "--mailing", "m-cli")
+    assert excluded_now.startswith(f"mailing m-cli excluded from {conn}'s writebacks")
+    time.sleep(2.0)  # WRITEBACK_SETTINGS_TTL_S=1: the running instance reads the stored settings again
+    publish_file(env, tmp_path / "activity.ndjson", [*activity, by_cli, *globex], topics["act"])
     publish_file(env, tmp_path / "subscribers.ndjson", subscribers, topics["sub"])
     ledger = Ledger.connect(env["WRITEBACK_DATABASE_URL"])
     try:
@@ -195,7 +201,7 @@ def test_seed_000_lands_in_netforum_exactly_and_a_resubscribe_restores_the_indiv
         wait_consumed(kafka, env["WRITEBACK_GROUP_ID"], [topics["act"], topics["sub"]])
         # the unchecked types and the excluded mailing: counted drops, no rows
         assert metric(url, "writeback_events_dropped_total", kind="netforum", reason="activity_type_disabled") == 2
-        assert metric(url, "writeback_events_dropped_total", kind="netforum", reason="mailing_excluded") == 2
+        assert metric(url, "writeback_events_dropped_total", kind="netforum", reason="mailing_excluded") == 3
         assert nf.calls("InsertFacadeObject") == []  # activity waits for its manual window
 
         for connection in (conn, lean):
