@@ -375,3 +375,71 @@ def test_schemas_pairs_lists_every_pair_a_tracking_connection_writes_seed_001():
     assert "Sent\tDelivered" in lines and "Event Signup\tEvent Signup" in lines
     assert "Blocked\tBlocked" not in lines  # seed 000's own pair, only with --extensions
     assert "Blocked\tBlocked" in runner.invoke(app, ["schemas", "pairs", "--extensions"]).output.splitlines()
+
+
+# writeback settings exclude-mailing / include-mailing ------------------------------------------
+
+
+def test_exclude_mailing_updates_the_stored_settings_and_says_what_it_does_not_reach(ledger, database_url, settings_file):
+    run("settings", "apply", settings_file, "--database", database_url)
+    ledger.insert([wb("queued", connection="acme-nf", mailing="m-123")], now=T0)
+
+    result = run("settings", "exclude-mailing", "--connection", "acme-nf", "--mailing", "m-123", "--database", database_url)
+    assert result.exit_code == 0, result.output
+    assert "mailing m-123 excluded from acme-nf's writebacks" in result.stdout
+    assert "applies to activity ingested from now on" in result.stdout
+    assert "1 writebacks of the mailing already queued for acme-nf are written as before" in result.stdout
+    stored = wb_settings.stored(ledger)
+    _, nf = stored.connection("acme-nf")
+    assert nf.writebacks.excluded_mailings == {"m-123"}
+    # nothing else changed: the other connections and this one's checkboxes and schedules
+    before = wb_settings.load_settings(settings_file)
+    assert by_id(stored).keys() == by_id(before).keys()
+    assert nf.model_copy(update={"writebacks": before.connection("acme-nf")[1].writebacks}) == before.connection("acme-nf")[1]
+    assert stored.connection("acme-sf")[1] == before.connection("acme-sf")[1]
+
+    again = run("settings", "exclude-mailing", "--connection", "acme-nf", "--mailing", "m-123", "--database", database_url)
+    assert again.exit_code == 0 and "mailing m-123 already excluded from acme-nf's writebacks" in again.stdout
+    run("settings", "exclude-mailing", "--connection", "acme-nf", "--mailing", "m-456", "--database", database_url)
+    table = run("settings", "show", "--database", database_url)
+    assert "not for mailings m-123, m-456" in flat(table.stdout)
+
+    included = run("settings", "include-mailing", "--connection", "acme-nf", "--mailing", "m-123", "--database", database_url)
+    assert included.exit_code == 0, included.output
+    assert "mailing m-123 included in acme-nf's writebacks" in included.stdout
+    assert wb_settings.stored(ledger).connection("acme-nf")[1].writebacks.excluded_mailings == {"m-456"}
+
+
+def test_exclude_mailing_refuses_unknown_connections_and_kinds_without_optional_activity(database_url, settings_file):
+    run("settings", "apply", settings_file, "--database", database_url)
+    unknown = run("settings", "exclude-mailing", "--connection", "old-nf", "--mailing", "m-1", "--database", database_url)
+    assert unknown.exit_code == 1 and "unknown connection old-nf" in unknown.stderr
+
+    tracking = run("settings", "exclude-mailing", "--connection", "globex-tr", "--mailing", "m-1", "--database", database_url)
+    assert tracking.exit_code == 1
+    assert "accounts[globex].connections[globex-tr].writebacks.excluded_mailings" in tracking.stderr
+    assert "nothing to exclude per mailing" in tracking.stderr
+
+    too_long = run("settings", "exclude-mailing", "--connection", "acme-nf", "--mailing", "m" * 65, "--database", database_url)
+    assert too_long.exit_code == 1 and "writebacks.excluded_mailings" in too_long.stderr
+    shown = json.loads(run("settings", "show", "--json", "--database", database_url).stdout)
+    assert all(
+        c["writebacks"]["excluded_mailings"] == [] for a in shown["accounts"] for c in a["connections"]
+    )  # a refused change stores nothing
+
+
+def test_settings_files_carry_excluded_mailings_and_validate_names_the_field(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(SETTINGS_TOML.replace(
+        'writebacks = { mailing_activity = ["sent", "opened", "click"] }',
+        'writebacks = { mailing_activity = ["sent", "opened", "click"], excluded_mailings = ["m-123"] }',
+    ))
+    result = run("settings", "validate", good)
+    assert result.exit_code == 0, result.output
+    assert "mailing activity: click, opened, sent (not for mailings m-123)" in result.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SETTINGS_TOML.replace('kind = "tracking"', 'kind = "tracking"\nwritebacks = { excluded_mailings = ["m-1"] }'))
+    refused = run("settings", "validate", bad)
+    assert refused.exit_code == 1
+    assert "accounts[globex].connections[globex-tr].writebacks.excluded_mailings" in refused.stderr

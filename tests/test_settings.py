@@ -375,3 +375,15 @@ def test_settings_validate_exits_non_zero_and_names_the_field(tmp_path, line, fi
     assert result.exit_code == 1
     assert field in result.stderr
     assert "s3cr3t" not in result.output + result.stderr
+
+
+def test_a_tracking_connection_takes_netforum_as_its_integrated_product():
+    """001's integrated product may be netFORUM: its `crm` settings beside `product`."""
+    settings = parse_settings(one_connection(kind="tracking", crm={**NF_CRM, "product": "netforum"}))
+    config = settings.accounts[0].connections[0].config
+    assert config.product == "netforum"
+    assert config.product_config.username == NF_CRM["username"]
+    message = error_for(one_connection(kind="tracking", crm={"product": "netforum", "username": "informz"}))
+    assert "connections[conn].crm" in message and "password" in message
+    unknown = error_for(one_connection(kind="tracking", crm={**NF_CRM, "product": "oracle"}))
+    assert "'oracle' is not an integrated product; one of netforum, salesforce" in unknown

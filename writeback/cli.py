@@ -211,7 +211,9 @@ def _report_subjects(results: list) -> None:
 
 # operator commands: the writeback list, settings, send activity now, retry -------------------
 
-settings_app = typer.Typer(help="Writeback Settings: validate, store and show them.", no_args_is_help=True)
+settings_app = typer.Typer(
+    help="Writeback Settings: validate, store and show them; exclude a mailing.", no_args_is_help=True
+)
 app.add_typer(settings_app, name="settings")
 
 DatabaseOption = Annotated[
@@ -395,6 +397,59 @@ def settings_show(as_json: JsonOption = False, database: DatabaseOption = None) 
         _console().print(listing.settings_table(settings))
     else:
         typer.echo("no settings stored (see `writeback settings apply`)", err=True)
+
+
+ConnectionOption = Annotated[str, typer.Option("--connection", help="The CRM connection.")]
+MailingOption = Annotated[str, typer.Option("--mailing", help="The mailing id, as events carry it.")]
+
+
+@settings_app.command("exclude-mailing")
+def settings_exclude_mailing(
+    connection: ConnectionOption, mailing: MailingOption, database: DatabaseOption = None
+) -> None:
+    """Write back none of a mailing's optional activity for a connection (000: writebacks "can be
+    disabled if they are not needed for a particular mailing"); subscriber status is never excluded."""
+    _change_exclusion(connection, mailing, excluded=True, database=database)
+
+
+@settings_app.command("include-mailing")
+def settings_include_mailing(
+    connection: ConnectionOption, mailing: MailingOption, database: DatabaseOption = None
+) -> None:
+    """Undo `exclude-mailing`: the mailing's activity is written back again as the connection's
+    checkboxes say."""
+    _change_exclusion(connection, mailing, excluded=False, database=database)
+
+
+def _change_exclusion(connection: str, mailing: str, *, excluded: bool, database: str | None) -> None:
+    """Change one connection's exclusions in the stored settings, validated as a whole, and say
+    what the change does not reach: routing happens at ingest, so rows already queued stay."""
+    from writeback import settings as wb_settings
+    from writeback.errors import ConfigError
+
+    with _ledger(database) as ledger:
+        current = _stored(ledger)
+        found = current.connection(connection)
+        if found is None:
+            raise _fail(f"unknown connection {connection} (not in the stored settings; see `writeback settings show`)", 1)
+        was = mailing in found[1].writebacks.excluded_mailings
+        try:
+            changed = wb_settings.with_excluded_mailing(current, connection, mailing, excluded)
+        except ConfigError as exc:
+            raise _fail(str(exc), 1) from None
+        if was != excluded:
+            wb_settings.apply(ledger, changed, datetime.now(UTC))
+        queued = ledger.unwritten(connection, mailing)
+    verb = "excluded from" if excluded else "included in"
+    state = "already " if was == excluded else ""
+    typer.echo(f"mailing {mailing} {state}{verb} {connection}'s writebacks")
+    if was != excluded:
+        typer.echo(
+            "  applies to activity ingested from now on (running instances pick it up within "
+            "WRITEBACK_SETTINGS_TTL_S); a settings file applied later replaces it unless it lists it too"
+        )
+    if queued:
+        typer.echo(f"  {queued} writebacks of the mailing already queued for {connection} are written as before")
 
 
 @app.command("send-activity")

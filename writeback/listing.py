@@ -140,7 +140,10 @@ def describe_schedule(schedule: Schedule) -> str:
 
 
 def mailing_activity(connection: Connection) -> str:
-    return ", ".join(sorted(connection.mailing_activity())) or "-"
+    """The optional types that are on, and the mailings excluded from them."""
+    types = ", ".join(sorted(connection.mailing_activity())) or "-"
+    excluded = sorted(connection.writebacks.excluded_mailings)
+    return f"{types} (not for mailings {', '.join(excluded)})" if excluded else types
 
 
 def settings_summary(settings: Settings) -> str:

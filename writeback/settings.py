@@ -4,7 +4,9 @@ Loaded from TOML or YAML, validated with errors that name the field, and stored 
 database so every instance of the service works from the same settings.
 
 Rules from the seeds that validation enforces rather than silently fixes:
-- unsubscribe, resubscribe and bad email writebacks cannot be turned off (000, 002);
+- unsubscribe, resubscribe and bad email writebacks cannot be turned off (000, 002), neither
+  for a connection nor for a mailing: a per-mailing exclusion drops that mailing's optional
+  activity only;
 - each connection kind declares its defaults, the optional types it offers and the slowest
   subscriber cadence its seed allows (`writeback.adapters.<kind>`);
 - subscriber status is never manual, for any kind, and never slower than its kind's cadence;
@@ -31,6 +33,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -39,6 +42,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from writeback import schedules
 from writeback.adapters import registry
 from writeback.adapters.base import Kind
+from writeback.contract.events import MailingId
 from writeback.errors import ConfigError
 from writeback.ledger import Ledger
 from writeback.ledger.rows import MailingActivity, WritebackClass
@@ -49,13 +53,20 @@ _MODEL = ConfigDict(frozen=True, extra="forbid")
 
 
 class EnabledWritebacks(BaseModel):
-    """The Writeback Settings checkboxes."""
+    """The Writeback Settings checkboxes, and the mailings whose activity is not written back
+    (000: "many writebacks can be disabled if they are not needed for a particular mailing")."""
 
     model_config = _MODEL
     unsubscribe: bool = True
     resubscribe: bool = True
     bad_email: bool = True
     mailing_activity: frozenset[MailingActivity] | None = None  # None: the kind's default
+    excluded_mailings: frozenset[MailingId] = frozenset()  # their activity is dropped at ingest
+
+    @field_serializer("excluded_mailings")
+    def _sorted(self, value: frozenset[str]) -> list[str]:
+        """Sorted, so stored settings and `settings show --json` do not change order run to run."""
+        return sorted(value)
 
     @field_validator("unsubscribe", "resubscribe", "bad_email")
     @classmethod
@@ -133,6 +144,9 @@ class Connection(BaseModel):
                 f"writebacks.mailing_activity: {extra} not available for {self.kind} connections"
                 + (f" (choose from {', '.join(sorted(allowed))})" if allowed else "")
             )
+        if self.writebacks.excluded_mailings and not allowed:
+            reason = f"{self.kind} connections write no optional mailing activity, so there is nothing to exclude per mailing"
+            _refuse("writebacks", [(("writebacks", "excluded_mailings"), reason)])
         try:
             self._config = self.kind_of().config.model_validate(self.crm)
         except ValidationError as exc:
@@ -397,6 +411,19 @@ def apply(ledger: Ledger, settings: Settings, now: datetime) -> None:
             for c in a.connections
         ],
     )
+
+
+def with_excluded_mailing(settings: Settings, connection_id: str, mailing_id: str, excluded: bool) -> Settings:
+    """The settings with one mailing added to (or removed from) a connection's exclusions,
+    validated again as a whole, so the result is what `apply` would accept from a file."""
+    data = settings.model_dump(mode="json")
+    for account in data["accounts"]:
+        for connection in account["connections"]:
+            if connection["id"] == connection_id:
+                current = set(connection["writebacks"]["excluded_mailings"])
+                changed = current | {mailing_id} if excluded else current - {mailing_id}
+                connection["writebacks"]["excluded_mailings"] = sorted(changed)
+    return parse_settings(data)
 
 
 def stored(ledger: Ledger) -> Settings:

@@ -21,6 +21,7 @@ from writeback.service import serve as run_service
 from writeback.settings import apply
 from writeback_dev import demo
 from writeback_dev.localstack import LocalStack
+from writeback_dev.simulators.netforum import NetforumSim
 from writeback_dev.simulators.salesforce import SalesforceSim
 
 
@@ -39,10 +40,11 @@ def stack_up(*, postgres: bool, workdir: Path | None) -> None:
 
 
 def run_demo(*, workdir: Path) -> None:
-    """The whole path on this machine: stack, Salesforce simulator, sample events, the service."""
+    """The whole path on this machine: stack, Salesforce and netFORUM simulators, sample events,
+    the service."""
     stop = threading.Event()
     workdir = workdir.resolve()
-    with LocalStack.create(workdir=workdir) as stack, SalesforceSim() as sim:
+    with LocalStack.create(workdir=workdir) as stack, SalesforceSim() as sim, NetforumSim() as nf:
         install_stop_handlers(stop)
         config = ServiceConfig(
             bootstrap_servers=stack.kafka.bootstrap,
@@ -52,11 +54,12 @@ def run_demo(*, workdir: Path) -> None:
             http_host="127.0.0.1",
         )
         ledger = Ledger.connect(config.database_url)
-        apply(ledger, demo.settings(sim), datetime.now(UTC))
+        apply(ledger, demo.settings(sim, nf), datetime.now(UTC))
         ledger.close()
-        typer.echo(f"Kafka {stack.kafka.bootstrap}, registry {stack.registry.url}, Salesforce simulator {sim.login_url}")
+        typer.echo(f"Kafka {stack.kafka.bootstrap}, registry {stack.registry.url}")
+        typer.echo(f"Salesforce simulator {sim.login_url}, netFORUM xWeb simulator {nf.endpoint}")
         typer.echo(f"ledger {config.database_url}; logs in {workdir}; Ctrl-C stops everything")
         typer.echo("windows close every minute; try `writeback list --database " + config.database_url + "`")
-        demo.start(config, sim, stop)
+        demo.start(config, sim, nf, stop)
         run_service(config, stop)
     typer.echo("stopped")

@@ -1,9 +1,13 @@
 """What `make run` shows: the whole path on one machine, with windows short enough to watch.
 
-A Salesforce simulator stands in for the CRM, with demo contacts and leads; a trickle of sample
-events (unsubscribes, resubscribes, bad emails, sends, opens, clicks) is published every few
-seconds; windows close every minute; a status line reports the writeback list and what the
-simulator holds. Nothing here is used by `serve` in production (this is the dev distribution).
+Two demo accounts, one per CRM, since a recipient's Integration ID is one CRM's key: "demo" on
+a Salesforce simulator (demo contacts and leads; a Salesforce connection and a tracking one) and
+"demo-nf" on a netFORUM xWeb simulator (seeded Individuals; a netFORUM connection and a tracking
+one whose integrated product is netFORUM). A trickle of sample events (unsubscribes,
+resubscribes, bad emails, sends, opens, clicks; blocks, bounces and shares for netFORUM) is
+published for both every few seconds; windows close every minute; a status line reports the
+writeback list and what each simulator holds. Nothing here is used by `serve` in production
+(this is the dev distribution).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import random
 import threading
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from writeback.config import ServiceConfig
@@ -21,17 +26,22 @@ from writeback.contract.serde import EventSerde, registry_client
 from writeback.kafka.producer import Publisher
 from writeback.ledger import Ledger
 from writeback.settings import Settings, parse_settings
+from writeback_dev.simulators.netforum import NetforumSim
 from writeback_dev.simulators.salesforce import SalesforceSim
 
 log = logging.getLogger("writeback_dev.demo")
 
 ACCOUNT = "demo"
+NETFORUM_ACCOUNT = "demo-nf"
 SECRET_ENV = "WRITEBACK_DEMO_SF_SECRET"
+NETFORUM_PASSWORD_ENV = "WRITEBACK_DEMO_NF_PASSWORD"
 _EVERY_MINUTE = {"kind": "interval", "minutes": 1}
+_WINDOWS = {"subscriber": _EVERY_MINUTE, "activity": _EVERY_MINUTE}
 
 
-def settings(sim: SalesforceSim) -> Settings:
+def settings(sim: SalesforceSim, nf: NetforumSim) -> Settings:
     crm = {"login_url": sim.login_url, "client_id": sim.client_id, "client_secret": {"env": SECRET_ENV}}
+    xweb = {"xweb_url": nf.endpoint, "username": nf.user, "password": {"env": NETFORUM_PASSWORD_ENV}}
     return parse_settings(
         {
             "accounts": [
@@ -44,17 +54,21 @@ def settings(sim: SalesforceSim) -> Settings:
                             "id": "demo-salesforce",
                             "kind": "salesforce",
                             "writebacks": {"mailing_activity": ["sent", "opened"]},
-                            "schedules": {"subscriber": _EVERY_MINUTE, "activity": _EVERY_MINUTE},
+                            "schedules": _WINDOWS,
                             "crm": crm,
                         },
-                        {
-                            "id": "demo-tracking",
-                            "kind": "tracking",
-                            "schedules": {"subscriber": _EVERY_MINUTE, "activity": _EVERY_MINUTE},
-                            "crm": {**crm, "product": "salesforce"},
-                        },
+                        {"id": "demo-tracking", "kind": "tracking", "schedules": _WINDOWS, "crm": {**crm, "product": "salesforce"}},
                     ],
-                }
+                },
+                {
+                    "id": NETFORUM_ACCOUNT,
+                    "name": "Demo Society (netFORUM)",
+                    "time_zone": "America/Chicago",
+                    "connections": [
+                        {"id": "demo-netforum", "kind": "netforum", "schedules": _WINDOWS, "crm": xweb},
+                        {"id": "demo-nf-tracking", "kind": "tracking", "schedules": _WINDOWS, "crm": {**xweb, "product": "netforum"}},
+                    ],
+                },
             ]
         }
     )
@@ -64,6 +78,11 @@ def seed(sim: SalesforceSim, contacts: int = 12, leads: int = 4) -> list[str]:
     people = [sim.add_contact(f"Member{i}", f"member{i}@example.org") for i in range(contacts)]
     people += [sim.add_lead(f"Prospect{i}", "Prospect Co", f"prospect{i}@example.org") for i in range(leads)]
     return people
+
+
+def seed_netforum(nf: NetforumSim, individuals: int = 12) -> list[str]:
+    """Individuals with a primary email each; their cst_keys are the recipients' Integration IDs."""
+    return [nf.add_individual("Member", f"Society{i}", f"society{i}@example.org") for i in range(individuals)]
 
 
 _SCRIPT = (
@@ -76,18 +95,37 @@ _SCRIPT = (
 )
 
 
-def events(people: list[str], rng: random.Random, count: int) -> list[Event]:
+_NETFORUM_SCRIPT = (
+    *_SCRIPT,
+    ("activity", {"subcode": "Opened", "source": "MAILING_LINK", "open": {"device": "iPhone", "client": "Apple Mail", "country": "US"}}),
+    ("activity", {"subcode": "Clicked", "source": "MAILING_LINK", "click": {"url": "https://example.org/ad", "target": "ADVERTISEMENT"}}),
+    ("activity", {"subcode": "Blocked", "source": "CAMPAIGN"}),
+    ("activity", {"subcode": "HardBounce", "source": "CAMPAIGN"}),
+    ("activity", {"subcode": "SocialShare", "source": "MAILING_LINK", "social": {"network": "LinkedIn"}}),
+)
+
+
+def events(
+    people: list[str],
+    rng: random.Random,
+    count: int,
+    *,
+    account: str = ACCOUNT,
+    script: tuple[tuple[str, dict], ...] = _SCRIPT,
+    email: str = "person{}@example.org",
+) -> list[Event]:
+    """`count` random events of the script for the account's people (Integration IDs)."""
     now = datetime.now(UTC)
     out = []
     for _ in range(count):
-        kind, fields = rng.choice(_SCRIPT)
+        kind, fields = rng.choice(script)
         person = rng.randrange(len(people))
         data = {
             "type": kind,
             "event_id": str(uuid.uuid4()),
-            "account_id": ACCOUNT,
+            "account_id": account,
             "occurred_at": now.isoformat(),
-            "recipient": {"email": f"person{person}@example.org", "integration_id": people[person]},
+            "recipient": {"email": email.format(person), "integration_id": people[person]},
             **fields,
         }
         if kind == "activity":
@@ -100,13 +138,21 @@ def events(people: list[str], rng: random.Random, count: int) -> list[Event]:
     return out
 
 
-def publish_trickle(config: ServiceConfig, people: list[str], stop: threading.Event, every: float = 5.0) -> None:
+def netforum_events(individuals: list[str], rng: random.Random, count: int) -> list[Event]:
+    return events(
+        individuals, rng, count, account=NETFORUM_ACCOUNT, script=_NETFORUM_SCRIPT, email="society{}@example.org"
+    )
+
+
+def publish_trickle(
+    config: ServiceConfig, people: list[str], individuals: list[str], stop: threading.Event, every: float = 5.0
+) -> None:
     rng = random.Random(7)
     serde = EventSerde(registry_client(config.schema_registry_url))
     models = {model: topic for topic, model in config.topic_models().items()}
     with Publisher(config.bootstrap_servers, serde) as publisher:
         while not stop.is_set():
-            batch = events(people, rng, rng.randint(2, 6))
+            batch = events(people, rng, rng.randint(2, 6)) + netforum_events(individuals, rng, rng.randint(2, 6))
             for event in batch:
                 publisher.publish(event, topic=models[type(event)])
             publisher.flush()
@@ -114,33 +160,55 @@ def publish_trickle(config: ServiceConfig, people: list[str], stop: threading.Ev
             stop.wait(every)
 
 
-def report(config: ServiceConfig, sim: SalesforceSim, stop: threading.Event, every: float = 10.0) -> None:
+def salesforce_status(sim: SalesforceSim) -> str:
+    opted_out = sum(1 for r in sim.records("Contact") + sim.records("Lead") if r.get("HasOptedOutOfEmail"))
+    return f"Salesforce: {len(sim.records('Note'))} notes, {len(sim.records('Task'))} tasks, {opted_out} opted out"
+
+
+def netforum_status(nf: NetforumSim) -> str:
+    """What the Individuals' Correspondence tabs and flags hold: 000's mailing and unsubscribe
+    rows, tracking's 001 rows, rows a resubscribe removed, and the two flags."""
+    rows = nf.activities(include_deleted=True)
+    live = [r for r in rows if not r["cma_delete_flag"]]
+    codes = Counter(r["cma_activity_code"] for r in live)
+    mailing, unsubscribe = codes.pop("Informz Mailing", 0), codes.pop("InformzUnsubscribe", 0)
+    people = nf.individuals()
+    return (
+        f"netFORUM: {len(live)} correspondence rows ({mailing} Informz Mailing, {unsubscribe} "
+        f"InformzUnsubscribe, {sum(codes.values())} tracking), {len(rows) - len(live)} removed by resubscribes, "
+        f"{sum(1 for p in people if p['cst_no_email_flag'])} do not contact, "
+        f"{sum(1 for p in people if p['eml_invalid_flag'])} bad emails"
+    )
+
+
+def status_line(ledger: Ledger, sim: SalesforceSim, nf: NetforumSim) -> str:
+    counts: Counter[str] = Counter()
+    for (_connection, status), rows in ledger.counts().items():
+        counts[status] += rows
+    listing = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "empty"
+    return f"writeback list: {listing} | {salesforce_status(sim)} | {netforum_status(nf)}"
+
+
+def report(config: ServiceConfig, sim: SalesforceSim, nf: NetforumSim, stop: threading.Event, every: float = 10.0) -> None:
     ledger = Ledger.connect(config.database_url, migrate_schema=False)
     try:
         while not stop.wait(every):
-            counts: dict[str, int] = {}
-            for (_connection, status), rows in ledger.counts().items():
-                counts[status] = counts.get(status, 0) + rows
-            opted_out = sum(1 for r in sim.records("Contact") + sim.records("Lead") if r.get("HasOptedOutOfEmail"))
-            log.info(
-                "writeback list: %s | simulator: %d notes, %d tasks, %d opted out",
-                ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "empty",
-                len(sim.records("Note")),
-                len(sim.records("Task")),
-                opted_out,
-            )
+            log.info("%s", status_line(ledger, sim, nf))
     finally:
         ledger.close()
 
 
-def start(config: ServiceConfig, sim: SalesforceSim, stop: threading.Event) -> list[threading.Thread]:
-    """Seed the simulator and start the publisher and status threads (settings are applied by
-    `serve` from `config.settings_file`)."""
+def start(config: ServiceConfig, sim: SalesforceSim, nf: NetforumSim, stop: threading.Event) -> list[threading.Thread]:
+    """Seed the simulators and start the publisher and status threads (the caller stores
+    `settings(sim, nf)` in the ledger before `serve` starts)."""
     os.environ[SECRET_ENV] = sim.client_secret
-    people = seed(sim)
+    os.environ[NETFORUM_PASSWORD_ENV] = nf.password
+    people, individuals = seed(sim), seed_netforum(nf)
     threads = [
-        threading.Thread(target=publish_trickle, args=(config, people, stop), name="demo-publisher", daemon=True),
-        threading.Thread(target=report, args=(config, sim, stop), name="demo-status", daemon=True),
+        threading.Thread(
+            target=publish_trickle, args=(config, people, individuals, stop), name="demo-publisher", daemon=True
+        ),
+        threading.Thread(target=report, args=(config, sim, nf, stop), name="demo-status", daemon=True),
     ]
     for thread in threads:
         thread.start()

@@ -29,6 +29,7 @@ from writeback.contract.taxonomy import (
     extension_subcodes,
     tracking_pair,
 )
+from writeback.errors import ConfigError
 from writeback.ingest.routing import Routes, route
 from writeback.ledger.rows import MailingActivity, WritebackClass
 from writeback.settings import Connection, parse_settings
@@ -334,6 +335,68 @@ def test_netforum_drops_activity_that_is_not_mailing_activity(subcode):
     assert route(activity(subcode), connection(NETFORUM)) == dropped("not_for_kind")
 
 
+# Per-mailing exclusion (000: "many writebacks can be disabled if they are not needed for a
+# particular mailing")
+# ---------------------------------------------------------------------------------------------
+
+EXCLUDED, OTHER = "m-excluded", "m-other"
+
+
+def in_mailing(event: ActivityEvent, mailing_id: str) -> ActivityEvent:
+    assert event.mailing is not None
+    return event.model_copy(update={"mailing": event.mailing.model_copy(update={"mailing_id": mailing_id})})
+
+
+def excluding(kind: str, *mailings: str, **writebacks: Any) -> Connection:
+    return connection(kind, writebacks={"excluded_mailings": list(mailings), **writebacks})
+
+
+@pytest.mark.parametrize("subcode", list(EXPECTED_MAILING_ACTIVITY))
+def test_netforum_drops_every_optional_type_of_an_excluded_mailing_and_keeps_other_mailings(subcode):
+    nf = excluding(NETFORUM, EXCLUDED)
+    assert route(in_mailing(activity(subcode), EXCLUDED), nf) == dropped("mailing_excluded")
+    assert route(in_mailing(activity(subcode), OTHER), nf) == taken(ACT)
+
+
+def test_salesforce_drops_sent_and_opened_of_an_excluded_mailing():
+    sf = excluding(SALESFORCE, EXCLUDED, mailing_activity=["sent", "opened"])
+    for subcode in ("Delivered", "Opened"):
+        assert route(in_mailing(activity(subcode), EXCLUDED), sf) == dropped("mailing_excluded")
+        assert route(in_mailing(activity(subcode), OTHER), sf) == taken(ACT)
+
+
+@pytest.mark.parametrize("kind", [NETFORUM, SALESFORCE])
+@pytest.mark.parametrize("action", STATUS_ACTIONS)
+def test_subscriber_status_is_never_excluded_with_a_mailing(kind, action):
+    """Unsubscribe, resubscribe and bad email cannot be deactivated (000), not even per mailing."""
+    assert route(subscriber(action), excluding(kind, EXCLUDED, "mlg-58213")) == taken(SUB)
+
+
+def test_an_excluded_mailing_of_a_type_that_is_off_or_not_offered_keeps_the_reason_it_had():
+    nf = excluding(NETFORUM, EXCLUDED, mailing_activity=["sent"])
+    assert route(in_mailing(activity("Opened"), EXCLUDED), nf) == dropped("activity_type_disabled")
+    assert route(in_mailing(activity("InProgress"), EXCLUDED), nf) == dropped("not_for_kind")
+
+
+@pytest.mark.parametrize("kind", [PERSONIFY, COMMUNITY, TRACKING])
+def test_excluding_a_mailing_is_refused_where_no_optional_mailing_activity_is_written(kind):
+    with pytest.raises(ConfigError, match=r"writebacks.excluded_mailings: .* nothing to exclude per mailing"):
+        excluding(kind, EXCLUDED)
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, "m\x00"])
+def test_an_excluded_mailing_id_must_be_a_mailing_id(bad):
+    with pytest.raises(ConfigError, match=r"connections\[conn-netforum\].writebacks.excluded_mailings"):
+        excluding(NETFORUM, bad)
+
+
+def test_excluded_mailings_are_stored_sorted_and_read_back():
+    nf = excluding(NETFORUM, "m-b", "m-a", "m-b")
+    assert nf.writebacks.excluded_mailings == {"m-a", "m-b"}
+    assert nf.model_dump(mode="json")["writebacks"]["excluded_mailings"] == ["m-a", "m-b"]
+    assert Connection.model_validate(nf.model_dump(mode="json")) == nf
+
+
 # ---------------------------------------------------------------------------------------------
 # mailing_activity(): 001 subcode -> 000 mailing-activity type
 # ---------------------------------------------------------------------------------------------
@@ -492,6 +555,8 @@ VARIED_CONNECTIONS = [
     with_mailing_activity(SALESFORCE, MailingActivity.SENT, MailingActivity.OPENED),
     with_mailing_activity(NETFORUM),
     connection(TRACKING, tracking_enabled=False),
+    excluding(NETFORUM, "mlg-58213"),
+    excluding(SALESFORCE, "mlg-58213", mailing_activity=["sent", "opened"]),
 ]
 CRM_SYNC_SAMPLES = [subscriber(action, source=Source.CRM_SYNC) for action in STATUS_ACTIONS]
 
@@ -500,7 +565,8 @@ def test_remembered_routes_decide_every_sample_as_route_does_whatever_the_order(
     """The memo key must capture everything `route` reads: later events hit entries made by
     earlier, different events. (Connection ids are unique within one settings snapshot, which
     a Routes serves, so each connection gets its own here.)"""
-    events = [*ALL_SAMPLES, *CRM_SYNC_SAMPLES]
+    other_mailing = [in_mailing(e, OTHER) for e in ACTIVITY_SAMPLES if e.mailing is not None]
+    events = [*ALL_SAMPLES, *CRM_SYNC_SAMPLES, *other_mailing]
     for conn in VARIED_CONNECTIONS:
         for events_in_order in (events, list(reversed(events))):
             routes = Routes()

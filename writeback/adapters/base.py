@@ -185,11 +185,22 @@ def mailing_activity(event: ActivityEvent) -> MailingActivity | None:
     return _MAILING_ACTIVITY.get(str(event.subcode))
 
 
+def excluded_mailing(event: Event, connection: Connection) -> bool:
+    """Whether the event is activity of a mailing the connection excludes from writebacks (000:
+    optional writebacks "can be disabled if they are not needed for a particular mailing").
+    Subscriber status carries no mailing and is never excluded: it cannot be turned off."""
+    excluded = connection.writebacks.excluded_mailings
+    return bool(excluded) and isinstance(event, ActivityEvent) and event.mailing is not None and (
+        event.mailing.mailing_id in excluded
+    )
+
+
 def route_outbound(
     event: Event, connection: Connection, actions: frozenset[SubscriberAction] = STATUS_ACTIONS
 ) -> Route:
     """The rule of a CRM that receives subscriber status and mailing activity: status changes
-    that did not come from the CRM itself, and the mailing-activity types it offers and has on."""
+    that did not come from the CRM itself, and the mailing-activity types it offers and has on,
+    unless the mailing is excluded."""
     if isinstance(event, CommunityListEvent):
         return drop("not_for_kind")
     if isinstance(event, SubscriberEvent):
@@ -205,4 +216,6 @@ def route_outbound(
         return drop("not_for_kind")
     if activity not in connection.mailing_activity():
         return drop("activity_type_disabled")
+    if excluded_mailing(event, connection):
+        return drop("mailing_excluded")
     return Route(WritebackClass.ACTIVITY)

@@ -12,6 +12,6 @@ KINDS: dict[str, Kind] = {
         netforum.KIND,
         personify.KIND,
         community.KIND,
-        tracking.kind(products={"salesforce": salesforce.TRACKING}, default="salesforce"),
+        tracking.kind(products={"salesforce": salesforce.TRACKING, "netforum": netforum.TRACKING}, default="salesforce"),
     )
 }

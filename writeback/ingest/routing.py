@@ -7,7 +7,7 @@ reason, and counted: a missing writeback should be explainable from metrics, not
 
 from __future__ import annotations
 
-from writeback.adapters.base import Route, drop
+from writeback.adapters.base import Route, drop, excluded_mailing
 from writeback.contract.events import (
     ActivityEvent,
     CommunityListEvent,
@@ -26,10 +26,12 @@ def route(event: Event, connection: Connection) -> Route:
     return connection.kind_of().route(event, connection)
 
 
-def route_key(event: Event) -> tuple[object, ...]:
-    """Everything about an event that a kind's rule reads: events with equal keys route alike."""
+def route_key(event: Event, connection: Connection) -> tuple[object, ...]:
+    """Everything about an event that a kind's rule reads for this connection: events with equal
+    keys route alike. Whether the mailing is excluded, not its id, so the keys stay a handful
+    however many mailings go by."""
     if isinstance(event, ActivityEvent):
-        return ("activity", event.code, event.subcode)
+        return ("activity", event.code, event.subcode, excluded_mailing(event, connection))
     if isinstance(event, SubscriberEvent):
         return ("subscriber", event.action, event.source == Source.CRM_SYNC)
     assert isinstance(event, CommunityListEvent)
@@ -47,7 +49,7 @@ class Routes:
         self._known: dict[tuple[str, tuple[object, ...]], Route] = {}
 
     def route(self, event: Event, connection: Connection) -> Route:
-        key = (connection.id, route_key(event))
+        key = (connection.id, route_key(event, connection))
         found = self._known.get(key)
         if found is None:
             found = self._known[key] = route(event, connection)

@@ -431,6 +431,17 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.min(writebacks.c.window_closes_at)).where(_due(now))).scalar()
 
+    def unwritten(self, connection_id: str, mailing_id: str) -> int:
+        """Rows of one mailing for one connection not yet written (pending or in flight): what a
+        change to that mailing's settings no longer reaches, since routing happens at ingest."""
+        query = sa.select(sa.func.count()).where(
+            writebacks.c.connection_id == connection_id,
+            writebacks.c.mailing_id == mailing_id,
+            writebacks.c.status.in_([Status.PENDING.value, Status.IN_FLIGHT.value]),
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def counts(self) -> dict[tuple[str, str], int]:
         """(connection, status) → rows: the gauge SREs watch for a growing backlog."""
         with self.engine.connect() as conn:

@@ -20,7 +20,7 @@ from writeback.adapters.base import (
     Outcome,
     Writeback,
 )
-from writeback.adapters.netforum import KIND, Config, NetforumAdapter
+from writeback.adapters.netforum import KIND, TRACKING, Config, NetforumAdapter
 from writeback.adapters.netforum.client import XWebClient
 from writeback.adapters.netforum.errors import XWebError
 from writeback.contract.events import parse_event
@@ -515,6 +515,7 @@ def test_the_kind_routes_status_and_the_activity_types_that_are_on() -> None:
     connection = SimpleNamespace(
         offered_mailing_activity=lambda: frozenset(MailingActivity),
         mailing_activity=lambda: frozenset({MailingActivity.SENT}),
+        writebacks=SimpleNamespace(excluded_mailings=frozenset({"m-excluded"})),
     )
     key = str(uuid.uuid4())
 
@@ -527,6 +528,8 @@ def test_the_kind_routes_status_and_the_activity_types_that_are_on() -> None:
     assert route(activity(key, "Delivered")) == (WritebackClass.ACTIVITY, None)
     assert route(activity(key, "Opened")) == (None, "activity_type_disabled")
     assert route(activity(key, "WebsiteVisit", mailing=None)) == (None, "not_for_kind")
+    excluded = {**MAILING, "mailing_id": "m-excluded"}
+    assert route(activity(key, "Delivered", mailing=excluded)) == (None, "mailing_excluded")
 
 
 def test_open_builds_the_adapter_from_the_connections_config(sim: NetforumSim) -> None:
@@ -536,3 +539,79 @@ def test_open_builds_the_adapter_from_the_connections_config(sim: NetforumSim) -
     adapter = KIND.open(account, connection)  # type: ignore[arg-type]
     assert isinstance(adapter, NetforumAdapter)
     adapter.close()
+
+
+# -- netFORUM as a tracking connection's integrated product (seed 001) -------------------------
+
+
+@pytest.fixture
+def tracker(sim: NetforumSim) -> Iterator[NetforumAdapter]:
+    assert TRACKING.config is Config
+    adapter = TRACKING.open(SimpleNamespace(time_zone=ZONE), config(sim))  # type: ignore[arg-type]
+    assert isinstance(adapter, NetforumAdapter)
+    with adapter:
+        yield adapter
+
+
+def test_tracking_writes_001s_code_and_subcode_as_one_row_each_and_touches_no_flag(
+    sim: NetforumSim, tracker: NetforumAdapter, ada: str
+) -> None:
+    before = state(sim, ada)[0]
+    batch = [
+        activity(ada, "Delivered"),
+        activity(ada, "Opened", occurred="2026-01-15T20:00:00Z"),
+        activity(ada, "SoftBounce"),
+        activity(ada, "WebsiteVisit", mailing=None),
+        activity(ada, "SurveySubmit", mailing=None, name="Member Survey 2026"),
+        subscriber(ada, "UNSUBSCRIBE"),
+        subscriber(ada, "SUPPRESS", suppression="SpamComplaintSuppress"),
+    ]
+    assert completed(tracker.write(batch))
+    rows = {r["cma_activity_id"]: r for r in sim.correspondence(ada)}
+    assert [tuple(rows[wb.id][c] for c in ("cma_activity_code", "cma_activity_subcode")) for wb in batch] == [
+        ("Sent", "Delivered"),
+        ("Opened", "Opened"),
+        ("Sent", "SoftBounce"),
+        ("WebsiteVisit", "WebsiteVisit"),
+        ("Survey Submit", "Survey Submit"),
+        ("Unsubscribed", "Unsubscribed"),
+        ("Suppressed", "SpamComplaintSuppress"),
+    ]
+    first, _, _, visit, survey, *_ = batch
+    assert rows[first.id]["cma_message_name"] == "January Newsletter"
+    assert rows[first.id]["cma_message_id"] == "m-2026-01"
+    assert rows[first.id]["cma_activity_date"] == datetime(2026, 1, 15, 14, 5, 9)  # when it happened
+    assert rows[survey.id]["cma_message_name"] == "Member Survey 2026"  # 001: only the name
+    assert rows[visit.id]["cma_message_name"] is None and rows[visit.id]["cma_message_id"] is None
+    assert state(sim, ada)[0] == before  # tracking records activity; the unsubscribe sets no flag
+    assert [r.objects for r in sim.calls("InsertFacadeObject")] == [7]
+    assert sim.calls("UpdateFacadeObject") == []
+
+
+def test_tracking_counts_what_001_has_no_pair_for_and_needs_the_integration_id(
+    sim: NetforumSim, tracker: NetforumAdapter, ada: str
+) -> None:
+    by_email = {"email": "ada@example.org"}
+    outcomes = tracker.write(
+        [
+            subscriber(ada, "RESUBSCRIBE", source="ADMIN"),
+            subscriber(ada, "BAD_EMAIL"),
+            activity(by_email, "Delivered"),  # found by email for 000, but 001 needs the ID
+            activity(str(uuid.uuid4()), "Delivered"),  # no such Individual
+        ]
+    )
+    assert [(o.disposition, o.error_code) for o in outcomes] == [
+        (Disposition.COMPLETED, "ACTIVITY_NOT_WRITTEN"),
+        (Disposition.COMPLETED, "ACTIVITY_NOT_WRITTEN"),
+        (Disposition.FAILED, "UNKNOWN_CUSTOMER"),
+        (Disposition.FAILED, "UNKNOWN_CUSTOMER"),
+    ]
+    assert "Integration ID" in (outcomes[2].error_message or "")
+    assert sim.activities() == [] and sim.fault_count() == 0
+    assert sim.calls("InsertFacadeObject") == []
+
+
+def test_tracking_is_idempotent(sim: NetforumSim, tracker: NetforumAdapter, ada: str) -> None:
+    batch = [activity(ada, "Delivered"), subscriber(ada, "UNSUBSCRIBE")]
+    assert completed(tracker.write(batch)) and completed(tracker.write(batch))
+    assert len(sim.correspondence(ada, include_deleted=True)) == 2

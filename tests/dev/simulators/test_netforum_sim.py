@@ -489,6 +489,22 @@ def test_slow_injection_delays_then_answers(xweb: XWeb, sim: NetforumSim) -> Non
     assert time.perf_counter() - started < 0.2
 
 
+def test_a_held_request_is_carried_out_after_its_client_gave_up(http: httpx.Client, xweb: XWeb, sim: NetforumSim) -> None:
+    """What a kill or a timeout mid-call leaves behind: the write landed, its answer was lost."""
+    ada = sim.add_individual("Ada", "Lovelace", "ada@example.org")
+    sim.slow_next(1, 0.5)
+    node = onode(CMA, activity(ada, "03/11/2024", cma_activity_code="InformzUnsubscribe"))
+    params = {"szObjectName": CMA}
+    body = envelope("InsertFacadeObject", params, xweb.token).replace(
+        b"</InsertFacadeObject>", b"<oNode>" + etree.tostring(node) + b"</oNode></InsertFacadeObject>"
+    )
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{NS}InsertFacadeObject"'}
+    with pytest.raises(httpx.ReadTimeout):
+        http.post(ENDPOINT_PATH, content=body, headers=headers, timeout=0.1)
+    sim.wait_idle()
+    assert [r["cma_activity_code"] for r in sim.correspondence(ada)] == ["InformzUnsubscribe"]
+
+
 def test_per_record_rejection_hook(xweb: XWeb, sim: NetforumSim) -> None:
     ada = sim.add_individual("Ada", "Lovelace", "ada@example.org")
     sim.fail_record("cma_activity_code", "InformzUnsubscribe", "Trigger refused the row")

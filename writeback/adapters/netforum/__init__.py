@@ -42,6 +42,19 @@ Email Address (000's column) → `cma_eml_key` when the event's address is the I
 Dates are written `MM/DD/YYYY HH:MM:SS.fff` (xWeb's examples) in the site's zone (`time_zone`,
   defaulting to the account's): netFORUM stores local times without an offset.
 
+Tracking (seed 001) with netFORUM as the integrated product (`TRACKING`, a `tracking` connection
+  with `product = "netforum"` and this kind's `crm` settings beside it): every code/subcode pair
+  becomes one `CustomerMessagingActivity` row and nothing else (no flag changes: 001 tracks, it does
+  not manage consent). `cma_activity_code` = 001's Activity Code, `cma_activity_subcode` = its
+  Activity Subcode (choice, by analogy with Salesforce's Activity Group / Activity and a public
+  xWeb example that writes code "Sent" with a subcode); `cma_activity_date` = when it happened;
+  `cma_message_name` = the survey's or event's name (001: "write back only the name of the
+  survey or event"), else the mailing's name, else left out; `cma_message_id` = the mailing id.
+  The recipient is found only by its Integration ID (001's Custom Member ID) as `cst_key`: a
+  recipient without one, or whose key matches no Individual, fails `UNKNOWN_CUSTOMER` and adds
+  nothing (001: "Records with a non-matching Custom Member ID ... will fail"). RESUBSCRIBE and
+  BAD_EMAIL have no 001 pair and are counted `ACTIVITY_NOT_WRITTEN`. Idempotent like the rest.
+
 Recipients: `recipient.integration_id` is the customer key (`cst_key`); without one the Individual
 is found by primary email (GetQuery on Individual by `eml_address`). Lookups run once per write for
 the whole batch. No match fails `UNKNOWN_CUSTOMER` and costs no fault (an empty GetQuery is not
@@ -69,7 +82,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from writeback import schedules
-from writeback.adapters.base import Kind, route_outbound
+from writeback.adapters.base import Kind, Product, route_outbound
 from writeback.ledger.rows import MailingActivity, WritebackClass
 
 from .adapter import NetforumAdapter
@@ -79,7 +92,7 @@ if TYPE_CHECKING:
     from writeback.schedules import Schedule
     from writeback.settings import Account, Connection
 
-__all__ = ["KIND", "Config", "NetforumAdapter"]
+__all__ = ["KIND", "TRACKING", "Config", "NetforumAdapter"]
 
 
 def _schedules(tz: str) -> dict[WritebackClass, Schedule]:
@@ -92,6 +105,15 @@ def _schedules(tz: str) -> dict[WritebackClass, Schedule]:
 
 def _open(account: Account, connection: Connection) -> NetforumAdapter:
     return NetforumAdapter(connection.config, time_zone=account.time_zone)
+
+
+def _open_tracking(account: Account, config: Config) -> NetforumAdapter:
+    return NetforumAdapter(config, time_zone=account.time_zone, tracking=True)
+
+
+TRACKING = Product(config=Config, open=_open_tracking)
+"""netFORUM as a tracking connection's integrated product: a messaging-activity row per event,
+code = 001's Activity Code, subcode = its Activity Subcode (seed 001)."""
 
 
 KIND = Kind(

@@ -9,9 +9,9 @@ A `write` runs in four steps, and only the last one changes anything in netFORUM
 3. Build every row and field value and refuse what xWeb would refuse; then look up the rows
    already written (GetQuery on `cma_activity_id IN (...)`): those writebacks are complete.
 4. Apply in rounds: round k holds each recipient's k-th change (a recipient's consecutive
-   mailing activities count as one change, since their rows do not depend on each other), so a
-   recipient's changes land in order; activity rows of a round go in InsertFacadeObject calls of
-   up to 100 objects. Once a recipient's writeback does not complete, its later ones are blocked.
+   mailing activities or tracking rows count as one change, since their rows do not depend on
+   each other), so a recipient's changes land in order; activity rows of a round go in
+   InsertFacadeObject calls of up to 100 objects. Once a recipient's writeback does not complete, its later ones are blocked.
 
 Any failed call stops the batch: the rest gets the same retry (or, after a refused record,
 `XWEB_FAULT_HALT`), so neither an outage nor a business rule that refuses every record is met
@@ -85,7 +85,9 @@ class _LiveUnsubscribe:
 
 
 class NetforumAdapter:
-    """Writes seed-000 writebacks to one netFORUM site through xWeb."""
+    """Writes seed-000 writebacks to one netFORUM site through xWeb; with `tracking`, seed 001's
+    code/subcode pairs instead, each as one activity row of the recipient whose Integration ID
+    is its customer key."""
 
     max_batch = MAX_BATCH
 
@@ -96,8 +98,10 @@ class NetforumAdapter:
         time_zone: str = "UTC",
         clock: Callable[[], float] = time.monotonic,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+        tracking: bool = False,
     ) -> None:
         self._zone = ZoneInfo(config.time_zone or time_zone)
+        self._tracking = tracking
         self._client = XWebClient(config, clock=clock, today=today)
         self._alone: set[str] = set()  # writebacks whose multi-object insert was rolled back
 
@@ -123,7 +127,7 @@ class NetforumAdapter:
     # -- 1. plan --------------------------------------------------------------------------------
 
     def _plan(self, index: int, wb: Writeback) -> _Item:
-        change = mapping.change_of(wb.event)
+        change = mapping.tracking_change_of(wb.event) if self._tracking else mapping.change_of(wb.event)
         if isinstance(change, Skip):
             return _Item(index, wb, None, Outcome.counted(wb.id, change.code, change.message))
         if isinstance(change, Refusal):
@@ -138,7 +142,9 @@ class NetforumAdapter:
         lookups: dict[str, dict[str, list[_Item]]] = {"cst_key": {}, "eml_address": {}}
         for item in items:
             recipient = _recipient(item.wb)
-            if recipient.integration_id is None:
+            if recipient.integration_id is None and self._tracking:
+                item.outcome = _unknown(item, "tracking needs the recipient's Integration ID, its netFORUM customer key (001)")
+            elif recipient.integration_id is None:
                 assert recipient.email is not None
                 lookups["eml_address"].setdefault(recipient.email.casefold(), []).append(item)
             elif (key := _guid(recipient.integration_id)) is not None:
@@ -203,6 +209,8 @@ class NetforumAdapter:
             return mapping.unsubscribe_row(event, customer, key, self._zone)
         if item.change is Change.BAD_EMAIL and isinstance(event, SubscriberEvent):
             return mapping.bad_email_fields(event, customer)
+        if item.change is Change.TRACKING and isinstance(event, ActivityEvent | SubscriberEvent):
+            return mapping.tracking_row(event, customer, key, self._zone)
         return None
 
     def _find_written(self, run: _Run, items: list[_Item]) -> None:
@@ -246,7 +254,7 @@ class NetforumAdapter:
         if not queue:
             return []
         change = [queue.popleft()]
-        while change[0].change is Change.MAILING_ACTIVITY and queue and _runs_on(queue[0]):
+        while change[0].change in _ROW_ONLY and queue and _runs_on(queue[0]):
             change.append(queue.popleft())
         return change
 
@@ -257,7 +265,7 @@ class NetforumAdapter:
             assert item.customer is not None and item.outcome is None
             if run.halt is not None:
                 self._settle(run, item, self._waiting(run, item))
-            elif item.change is Change.MAILING_ACTIVITY:
+            elif item.change in _ROW_ONLY:
                 rows.append(item)
             elif item.change is Change.UNSUBSCRIBE:
                 if self._update(run, item, INDIVIDUAL_OBJECT, item.customer.cst_key, mapping.NO_EMAIL_SET):
@@ -390,13 +398,18 @@ def _failure(writeback_id: str, error: XWebError) -> Outcome:
     return Outcome.retry(writeback_id, error.code, error.message, kind=error.kind)
 
 
+#: Changes that are one activity row and nothing else: a recipient's consecutive ones do not
+#: depend on each other, so they go in one round.
+_ROW_ONLY = frozenset({Change.MAILING_ACTIVITY, Change.TRACKING})
+
+
 def _inserts(item: _Item) -> bool:
-    return item.change in (Change.MAILING_ACTIVITY, Change.UNSUBSCRIBE)
+    return item.change in (*_ROW_ONLY, Change.UNSUBSCRIBE)
 
 
 def _runs_on(item: _Item) -> bool:
-    """Whether a recipient's next writeback joins its current run of mailing activity."""
-    return item.outcome is None and item.change is Change.MAILING_ACTIVITY
+    """Whether a recipient's next writeback joins its current run of row-only changes."""
+    return item.outcome is None and item.change in _ROW_ONLY
 
 
 def _recipient(wb: Writeback) -> Recipient:

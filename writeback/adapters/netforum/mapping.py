@@ -18,6 +18,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from writeback.adapters.base import mailing_activity
+from writeback.contract import taxonomy
 from writeback.contract.events import (
     ActivityEvent,
     ClickTarget,
@@ -76,7 +77,7 @@ NO_EMAIL_SET: Final = {"cst_no_email_flag": "1"}
 NO_EMAIL_CLEARED: Final = {"cst_no_email_flag": "0"}
 SOFT_DELETE: Final = {"cma_delete_flag": "1"}
 
-NAME_WIDTH, EMAIL_WIDTH, ID_WIDTH = 255, 100, 50
+NAME_WIDTH, EMAIL_WIDTH, ID_WIDTH, CODE_WIDTH = 255, 100, 50, 50
 
 Fields = dict[str, str]
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -93,6 +94,7 @@ class Change(StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # cst_no_email_flag set, then one activity row
     RESUBSCRIBE = "resubscribe"  # the unsubscribe rows soft-deleted, cst_no_email_flag cleared
     BAD_EMAIL = "bad_email"  # the primary email's eml_invalid_flag and eml_invalid_reason
+    TRACKING = "tracking"  # one activity row with a seed-001 code/subcode pair, nothing else
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,14 @@ def change_of(event: Event) -> Change | Refusal | Skip:
     return Refusal(errors.UNSUPPORTED_EVENT, f"{event.event_type} events are not written to netFORUM")
 
 
+def tracking_change_of(event: Event) -> Change | Skip:
+    """Seed 001 as netFORUM's integrated product: every event with a code/subcode pair is one
+    row; RESUBSCRIBE and BAD_EMAIL have none in 001 and are counted, not written."""
+    if isinstance(event, ActivityEvent | SubscriberEvent) and taxonomy.tracking_pair(event) is not None:
+        return Change.TRACKING
+    return Skip(errors.ACTIVITY_NOT_WRITTEN, "no seed-001 Activity Code/Subcode for this event")
+
+
 def activity_id(writeback_id: str) -> str:
     """`cma_activity_id`, the idempotency key: the writeback id (a 36-character UUID), or a digest
     of it should one ever be longer than the column."""
@@ -191,6 +201,36 @@ def message_name(event: ActivityEvent, activity: MailingActivity) -> str:
         network = _text(event.social.network, 100) if event.social else ""
         return f"Mailing was shared on {network or MISSING}"
     return SENT_MESSAGE
+
+
+def tracking_row(
+    event: ActivityEvent | SubscriberEvent, customer: Customer, key: str, zone: ZoneInfo
+) -> Fields | Refusal:
+    """001's pair as `cma_activity_code` / `cma_activity_subcode` (as a public xWeb example writes
+    code "Sent" with a subcode), dated when it happened. `cma_message_name` (choice) holds the
+    survey's or event's name (001 writes back only that name for them), else the mailing's."""
+    pair = taxonomy.tracking_pair(event)
+    assert pair is not None  # tracking_change_of said so
+    if any(len(part) > CODE_WIDTH for part in pair):
+        return Refusal(errors.UNSUPPORTED_EVENT, f"the code/subcode is longer than netFORUM's {CODE_WIDTH} characters")
+    email = email_fields(event.recipient.email, customer)
+    if isinstance(email, Refusal):
+        return email
+    row = {
+        "cma_cst_key": customer.cst_key,
+        **email,
+        "cma_activity_date": xweb_date(event.occurred_at, zone),
+        "cma_activity_code": pair[0],
+        "cma_activity_subcode": pair[1],
+        "cma_activity_id": key,
+    }
+    mailing = event.mailing if isinstance(event, ActivityEvent) else None
+    name = (event.name if isinstance(event, ActivityEvent) else None) or (mailing.name if mailing else None)
+    if name and (text := _text(name, NAME_WIDTH)):
+        row["cma_message_name"] = text
+    if mailing is not None and len(mailing.mailing_id) <= ID_WIDTH:
+        row["cma_message_id"] = mailing.mailing_id
+    return row
 
 
 def unsubscribe_row(

@@ -1,9 +1,10 @@
 """Tracking (seed 001): every Activity Code / Activity Subcode pair, subscription changes
 included, pushed once daily to the account's integrated product.
 
-The integrated product is a CRM kind's `Product` (Salesforce today: Activity Group = code,
-Activity = subcode); the connection names it in `crm.product`, and the rest of its `crm`
-settings are that product's. A recipient without a matching integration id fails and adds
+The integrated product is a CRM kind's `Product` (Salesforce: Activity Group = code, Activity =
+subcode; netFORUM: a messaging-activity row with the code and subcode); the connection names it
+in `crm.product` (Salesforce when left out), and the rest of its `crm` settings are that
+product's. A recipient without a matching integration id fails and adds
 nothing (the product's adapter decides what matches).
 """
 

@@ -56,11 +56,12 @@ Endpoint `/xweb/secure/netFORUMXML.asmx` (path case-insensitive, as on IIS), nam
   element is NULL; over-long text faults StringTooLong (widths ours: names 50, emails 100, codes 50,
   message name 255). Unknown fields fault InvalidColumn.
 
-Test hooks: faults in-process (`fail_next`: HTTP 503 page for the next N SOAP calls; `slow_next`;
+Test hooks: faults in-process (`fail_next`: HTTP 503 page for the next N SOAP calls; `slow_next`:
+hold the next N, then carry them out even if the client has gone, so a killed client's write lands;
 `expire_tokens`; `fail_record`: objects whose column equals a value fault RecordRejected;
 `advance_clock`; `clear_faults`) and over HTTP (`POST /__sim/faults` with `{"kind": <method>, ...its
 arguments}`, `DELETE /__sim/faults`); inspection with `individual`, `individuals`, `correspondence`,
-`activities`, `request_log`, `calls`, `fault_count`, `lockout` and `GET /__sim/state`,
+`activities`, `request_log`, `calls`, `in_flight`, `fault_count`, `lockout` and `GET /__sim/state`,
 `GET /__sim/individuals/{cst_key}`; seeding with `add_individual`, `add_email`, `add_user` (also
 `POST /__sim/individuals`); `unlock` (`POST /__sim/unlock`) and `reset` (`POST /__sim/reset`).
 

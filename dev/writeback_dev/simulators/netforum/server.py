@@ -302,6 +302,12 @@ class NetforumSim:
     def calls(self, operation: str) -> list[SimRequest]:
         return [r for r in self.request_log if r.operation == operation]
 
+    @property
+    def in_flight(self) -> int:
+        """SOAP requests being handled now (held ones included)."""
+        with self._lock:
+            return self._in_flight
+
     def fault_count(self, user: str | None = None) -> int:
         """Faults counted today (UTC, simulator clock) against MethodsFaultLimitPerDay for `user`."""
         with self._lock:
@@ -374,7 +380,9 @@ class NetforumSim:
             self._faults.outages.extend([status] * count)
 
     def slow_next(self, count: int = 1, seconds: float = 1.0) -> None:
-        """Hold the next `count` SOAP requests for `seconds`, then answer them normally."""
+        """Hold the next `count` SOAP requests for `seconds`, then carry them out and answer them
+        normally, also when the client gave up or was killed meanwhile (the answer is lost, the
+        write is not)."""
         with self._lock:
             self._faults.delays.extend([seconds] * count)
 
@@ -566,11 +574,14 @@ class NetforumSim:
         with self._lock:
             self._in_flight += 1
         try:
+            # read before any hold: a held request is then carried out when the hold ends whether
+            # or not its client is still there, as IIS finishes a request whose client went away
+            body = await request.body()
             status = await self._injected()
             if status is not None:
                 ctx.status = status
                 return HTMLResponse(_UNAVAILABLE, status)
-            ctx.status, payload = self._dispatch(await request.body(), action, ctx)
+            ctx.status, payload = self._dispatch(body, action, ctx)
             return Response(payload, ctx.status, media_type=soap.CONTENT_TYPE)
         finally:
             entry = SimRequest(
