@@ -50,7 +50,7 @@ with `username` and `password = {env = "..."}`; or the whole URL by reference. T
 `db_schema` ("dbo"), except on SQLite. Portable SQL only (plain INSERT/UPDATE/SELECT, SAVEPOINT).
 
 The DDL the adapter expects (SQL Server, as production has it; only these columns are read or
-written, others may exist with defaults; tests build the same in `writeback_dev.personify_schema`):
+written, others may exist with defaults; the tests build the same with the development tools):
 
 ```sql
 CREATE TABLE dbo.CUSTOMER (MASTER_CUSTOMER_ID NVARCHAR(24) NOT NULL, SUB_CUSTOMER_ID INT NOT NULL,
