@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -18,12 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from writeback_dev.simulators.loopback import LoopbackServer
 
 from .store import LIST_TYPE, Store, parse_guid
 
@@ -127,13 +127,10 @@ class CommunitySim:
         if parse_guid(iam_key) is None:
             raise ValueError("the HLIAMKey is a GUID")
         self.iam_key, self.password = iam_key, password
-        self.host, self._requested_port = host, port
+        self.host = host
         self.max_page_size = max_page_size
         self._lock = threading.Lock()
         self._fresh_state()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self._endpoints: dict[str, tuple[str, Callable[[dict[str, str], _Context], Any]]] = {
             f"{API_PREFIX}/{name}".lower(): (name, handler)
             for name, handler in (
@@ -144,6 +141,7 @@ class CommunitySim:
             )
         }
         self.app = Starlette(routes=self._routes())
+        self._loop = LoopbackServer(self.app, host, port, "community simulator")
 
     def _fresh_state(self) -> None:
         self._store = Store()
@@ -155,9 +153,7 @@ class CommunitySim:
 
     @property
     def port(self) -> int:
-        if self._socket is None:
-            raise RuntimeError("the simulator is not started")
-        return int(self._socket.getsockname()[1])
+        return self._loop.port
 
     @property
     def url(self) -> str:
@@ -174,53 +170,21 @@ class CommunitySim:
         return {"HLIAMKey": self.iam_key, "HLPassword": self.password}
 
     def start(self, timeout: float = 10.0) -> CommunitySim:
-        sock = self._bind()
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="community-sim", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the community simulator did not start")
-            time.sleep(0.01)
+        self._loop.start(timeout)
         return self
 
     def serve_forever(self) -> None:
         """Serve on the calling thread (the `python -m` entry point)."""
-        sock = self._bind()
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="info", lifespan="off"))
-        self._server.run(sockets=[sock])
+        self._loop.serve_forever()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        self._loop.stop()
 
     def __enter__(self) -> CommunitySim:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _bind(self) -> socket.socket:
-        """TCP_NODELAY on the listener (inherited by accepted sockets on Linux): uvicorn writes
-        headers and body separately, and Nagle plus delayed ACK would stall responses by ~40 ms."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((self.host, self._requested_port))
-        self._socket = sock
-        return sock
 
     # seeding -----------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -18,13 +17,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-import uvicorn
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from writeback_dev.simulators.loopback import LoopbackServer
 
 from . import errors as E
 from . import soap, wsdl
@@ -139,7 +139,7 @@ class NetforumSim:
         max_insert_objects: int = 100,
     ) -> None:
         self.user, self.password = user, password
-        self.host, self._requested_port = host, port
+        self.host = host
         self.token_timeout, self.token_grace, self.token_expiration = (
             token_timeout,
             token_grace,
@@ -150,9 +150,6 @@ class NetforumSim:
         self._users = {user: password}
         self._lock = threading.Lock()
         self._fresh_state()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self._handlers: dict[str, Callable[[soap.Call, _Context], etree._Element]] = {
             "GetQuery": self._get_query,
             "GetFacadeObject": self._get_facade_object,
@@ -160,6 +157,7 @@ class NetforumSim:
             "UpdateFacadeObject": self._update_facade_object,
         }
         self.app = Starlette(routes=self._routes())
+        self._loop = LoopbackServer(self.app, host, port, "netforum simulator")
 
     def _fresh_state(self) -> None:
         self._db = Database()
@@ -177,9 +175,7 @@ class NetforumSim:
 
     @property
     def port(self) -> int:
-        if self._socket is None:
-            raise RuntimeError("the simulator is not started")
-        return int(self._socket.getsockname()[1])
+        return self._loop.port
 
     @property
     def url(self) -> str:
@@ -194,54 +190,21 @@ class NetforumSim:
         return self.endpoint + "?WSDL"
 
     def start(self, timeout: float = 10.0) -> NetforumSim:
-        sock = self._bind()
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="netforum-sim", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the netFORUM simulator did not start")
-            time.sleep(0.01)
+        self._loop.start(timeout)
         return self
 
     def serve_forever(self) -> None:
         """Serve on the calling thread (the `python -m` entry point)."""
-        sock = self._bind()
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="info", lifespan="off"))
-        self._server.run(sockets=[sock])
+        self._loop.serve_forever()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        self._loop.stop()
 
     def __enter__(self) -> NetforumSim:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _bind(self) -> socket.socket:
-        """TCP_NODELAY on the listener, inherited by accepted sockets on Linux (asyncio sets it on
-        them too): uvicorn writes headers and body separately, and Nagle plus the client's delayed
-        ACK would otherwise stall every response by ~40 ms."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((self.host, self._requested_port))
-        self._socket = sock
-        return sock
 
     # seeding -----------------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import hmac
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote_plus
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from writeback_dev.simulators.loopback import LoopbackServer
 
 from .errors import STATUS_ERRORS, ApiError
 from .ids import id18
@@ -139,7 +139,7 @@ class SalesforceSim:
         api_limit: int = API_LIMIT,
     ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
-        self.host, self._requested_port = host, port
+        self.host = host
         self.query_page_size = QUERY_PAGE
         self.api_limit = api_limit
         self._api_calls = 0
@@ -150,23 +150,19 @@ class SalesforceSim:
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._log: list[SimRequest] = []
         self._in_flight = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self.app = Starlette(
             routes=self._routes(),
             exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
         )
         # Salesforce answers `query/` as it answers `query`; Starlette would redirect instead.
         self.app.router.redirect_slashes = False
+        self._loop = LoopbackServer(self.app, host, port, "salesforce simulator")
 
     # lifecycle ---------------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
-        if self._socket is None:
-            raise RuntimeError("the simulator is not started")
-        return int(self._socket.getsockname()[1])
+        return self._loop.port
 
     @property
     def login_url(self) -> str:
@@ -174,50 +170,21 @@ class SalesforceSim:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> SalesforceSim:
-        sock = self._bind()
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="salesforce-sim", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the Salesforce simulator did not start")
-            time.sleep(0.01)
+        self._loop.start(timeout)
         return self
 
     def serve_forever(self) -> None:
         """Serve on the calling thread (the `python -m` entry point)."""
-        sock = self._bind()
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="info", lifespan="off"))
-        self._server.run(sockets=[sock])
+        self._loop.serve_forever()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        self._loop.stop()
 
     def __enter__(self) -> SalesforceSim:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _bind(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        self._socket = sock
-        return sock
 
     # seeding and inspection --------------------------------------------------------------------
 
