@@ -123,7 +123,7 @@ def test_sigkills_during_personify_flushes_leave_every_row_exactly_once(
         while not stop.wait(0.3):
             try:
                 release_all_windows(ledger, ["acme-ps"])
-            except Exception:  # noqa: BLE001 - the ledger may be locked or not yet migrated
+            except Exception:  # noqa: BLE001, S110 - the ledger may be locked or not yet migrated
                 pass
 
     def personify_backend() -> tuple[str, str, str] | None:
@@ -160,7 +160,7 @@ def test_sigkills_during_personify_flushes_leave_every_row_exactly_once(
             wait_for(lambda: personify_backend() is None, 30, "the killed instance's transaction to end")
         publish(kafka, schema_registry, topics, chunks[-1])
         instances.start()
-        settled = lambda: sum(by_status(ledger)[s] for s in ("completed", "failed")) == len(events)  # noqa: E731
+        settled = lambda: sum(by_status(ledger)[s] for s in ("completed", "failed")) == len(events)
         try:
             wait_for(settled, 150, "recovery")
         except AssertionError:
