@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian packages when it is missing:
 # a JDK (Kafka, the schema registry), Maven (fetches and builds their jars), PostgreSQL server
-# binaries (tests against the production database) and Python's venv module.
+# binaries (tests against the production database), Python's venv module and promtool (the
+# Prometheus alert rule tests).
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,7 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v promtool >/dev/null || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
