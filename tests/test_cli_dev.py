@@ -46,25 +46,33 @@ def test_dev_shows_the_whole_path_and_ctrl_c_leaves_nothing_running(tmp_path):
         text=True,
     )
     lines: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "consuming" in line or not line:
-            break
-    assert any("consuming" in line for line in lines), "".join(lines)
-    # sample events flow; a minute's window closes; notes reach the simulator
-    status = re.compile(r"writeback list: .*\b([1-9]\d*) completed.* \| simulator: ([1-9]\d*) notes")
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if status.search(line) or not line:
-            break
-    assert any(status.search(line) for line in lines), "".join(lines[-40:])
-    assert any("published" in line for line in lines)
-    assert len(_processes_mentioning(str(workdir))) >= 2, "broker and registry are running"
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "consuming" in line or not line:
+                break
+        assert any("consuming" in line for line in lines), "".join(lines)
+        # sample events flow; a minute's window closes; notes and correspondence reach the simulators
+        status = re.compile(
+            r"writeback list: .*\b([1-9]\d*) completed.* \| Salesforce: ([1-9]\d*) notes.*"
+            r"\| netFORUM: ([1-9]\d*) correspondence rows"
+        )
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if status.search(line) or not line:
+                break
+        assert any(status.search(line) for line in lines), "".join(lines[-40:])
+        assert any("published" in line for line in lines)
+        assert len(_processes_mentioning(str(workdir))) >= 2, "broker and registry are running"
+    except BaseException:
+        proc.send_signal(signal.SIGINT)  # never leave the demo and its stack running
+        proc.communicate(timeout=60)
+        raise
 
     proc.send_signal(signal.SIGINT)
     remaining, _ = proc.communicate(timeout=60)
