@@ -26,6 +26,7 @@ T0 = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
 # a Salesforce connection's `crm` settings, for tests that never call the CRM
 SF_CRM = {"login_url": "https://acme.my.salesforce.com", "client_id": "acme", "client_secret": {"env": "ACME_SF_SECRET"}}
 PS_CRM = {"database_url": "mssql+pyodbc://sql01.acme.org/PERSONIFY?driver=ODBC+Driver+18+for+SQL+Server", "username": "informz", "password": {"env": "ACME_PS_PASSWORD"}, "manage_unsubscribe": {"group": {"g-1": "NEWSLETTER"}}}
+CM_CRM = {"api_url": "https://api.connectedcommunity.org/api/v2.0", "iam_key": {"env": "ACME_CM_IAM_KEY"}, "password": {"env": "ACME_CM_PASSWORD"}}
 NF_CRM = {"xweb_url": "https://members.acme.org/xweb/secure/netFORUMXML.asmx", "username": "informz", "password": {"env": "ACME_NF_PASSWORD"}}
 
 

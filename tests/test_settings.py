@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
-from tests.builders import NF_CRM, PS_CRM, SF_CRM
+from tests.builders import CM_CRM, NF_CRM, PS_CRM, SF_CRM
 from writeback import schedules
 from writeback import settings as wb_settings
 from writeback.adapters.base import Kind, drop
@@ -24,7 +24,7 @@ SUB, ACT = WritebackClass.SUBSCRIBER, WritebackClass.ACTIVITY
 
 
 # what the kinds that need `crm` settings get when a test does not care
-CRM = {"salesforce": SF_CRM, "tracking": SF_CRM, "netforum": NF_CRM, "personify": PS_CRM}
+CRM = {"salesforce": SF_CRM, "tracking": SF_CRM, "netforum": NF_CRM, "personify": PS_CRM, "community": CM_CRM}
 NF_TOML = 'crm = { xweb_url = "https://members.acme.org/xweb/secure/netFORUMXML.asmx", username = "informz", password = { env = "NF" } }\n'
 
 

@@ -51,6 +51,9 @@ class ServiceConfig(BaseSettings):
     flush_interval_s: float = Field(1.0, gt=0)
     lease_ttl_s: float = Field(60.0, gt=0, description="A dead instance's connections wait this long")
     settings_ttl_s: float = Field(5.0, ge=0, description="How often stored settings are re-read")
+    community_interval_s: float = Field(
+        60.0, gt=0, description="How often serve looks for campaign groups due their hourly community sync"
+    )
     retry: RetryPolicy = RetryPolicy()  # e.g. WRITEBACK_RETRY__BASE_DELAY=PT0.5S (ISO 8601)
     breaker: BreakerPolicy = BreakerPolicy()
 

@@ -74,3 +74,29 @@ BREAKER_STATE = Gauge(
 BREAKER_TRIPS = Counter(
     "writeback_circuit_breaker_trips_total", "Times a connection's breaker opened.", ["connection"]
 )
+# Community lists (seed 003, inbound). Labelled by connection and closed sets only: never a
+# group's name, a member or an address.
+COMMUNITY_SYNCS = Counter(
+    "writeback_community_syncs_total", "Community list syncs, by outcome (completed, failed).", ["connection", "outcome"]
+)
+COMMUNITY_CHANGES = Counter(
+    "writeback_community_membership_changes_total",
+    "Community list membership events published (once per real change), by change (added, removed).",
+    ["connection", "change"],
+)
+COMMUNITY_MEMBERS = Gauge(
+    "writeback_community_members",
+    "Community members of the connection's target groups at their last syncs (summed over groups).",
+    ["connection"],
+)
+COMMUNITY_SUBSCRIBERS = Gauge(
+    "writeback_community_subscribers",
+    "Of those members, target-group subscribers in the marketing platform (summed over groups).",
+    ["connection"],
+)
+COMMUNITY_UNRECONCILED = Gauge(
+    "writeback_community_unreconciled_members",
+    "Members that are not subscribers, by cause (unsubscribed, invalid_email, duplicate_email, "
+    "no_remote_id); members = subscribers + the sum over causes.",
+    ["connection", "cause"],
+)

@@ -17,6 +17,9 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from writeback import health
+from writeback.adapters.community import endpoints as community_endpoints
+from writeback.adapters.community import scheduler as community_scheduler
+from writeback.adapters.community.sync import kafka_publish
 from writeback.config import ServiceConfig
 from writeback.contract.serde import EventSerde, registry_client
 from writeback.flush import flusher as flushing
@@ -24,6 +27,7 @@ from writeback.flush.breaker import BreakerRegistry
 from writeback.ingest import consume as ingesting
 from writeback.kafka.dead_letters import DeadLetterSink
 from writeback.kafka.lag import ConsumerLag
+from writeback.kafka.producer import Publisher
 from writeback.ledger import Ledger
 from writeback.settings import Settings, StoredSettings, apply, load_settings
 
@@ -81,6 +85,8 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
     ingest = ingesting.Ingest(ledger, serde, config.topic_models(), settings, sink)
     flusher = build_flusher(config, ledger, settings, serde, sink)
     heartbeat = _Heartbeat("ingest", "flusher")
+    community_publisher = Publisher(config.bootstrap_servers, serde)
+    publish_community = kafka_publish(community_publisher, config.community_topic)
     server = None
     if config.metrics_port is not None:
         server = health.serve_http(
@@ -88,8 +94,16 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
             config.metrics_port,
             live=lambda: None,
             ready=lambda: heartbeat.stalled(max(60.0, 10 * config.flush_interval_s)),
+            routes={community_endpoints.PREFIX: community_endpoints.app(ledger, settings, publish_community)},
         )
         log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
+    hourly = threading.Thread(
+        target=community_scheduler.run,
+        args=(community_scheduler.Hourly(ledger, settings, publish_community), stop),
+        kwargs={"interval": config.community_interval_s},
+        name="community-hourly",
+    )
+    hourly.start()
 
     flush_thread = threading.Thread(
         target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
@@ -111,6 +125,8 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         stop.set()
         consumer.close()
         flush_thread.join()
+        hourly.join()
+        community_publisher.close()
         flusher.close()
         sink.close()
         if server is not None:

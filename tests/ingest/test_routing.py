@@ -15,7 +15,7 @@ from writeback_dev.samples import (
     subscriber_samples,
 )
 
-from tests.builders import NF_CRM, PS_CRM, SF_CRM
+from tests.builders import CM_CRM, NF_CRM, PS_CRM, SF_CRM
 from writeback.adapters.base import Route, mailing_activity
 from writeback.contract.events import (
     ActivityEvent,
@@ -38,7 +38,7 @@ SUB, ACT = WritebackClass.SUBSCRIBER, WritebackClass.ACTIVITY
 NETFORUM, SALESFORCE, PERSONIFY, TRACKING, COMMUNITY = "netforum", "salesforce", "personify", "tracking", "community"
 ALL_KINDS = (NETFORUM, SALESFORCE, PERSONIFY, TRACKING, COMMUNITY)
 # what each kind needs in `crm` to be a valid connection (the routing rules do not read it)
-CRM = {SALESFORCE: SF_CRM, TRACKING: SF_CRM, NETFORUM: NF_CRM, PERSONIFY: PS_CRM}
+CRM = {SALESFORCE: SF_CRM, TRACKING: SF_CRM, NETFORUM: NF_CRM, PERSONIFY: PS_CRM, COMMUNITY: CM_CRM}
 UNSUBSCRIBE, RESUBSCRIBE, BAD_EMAIL = (
     SubscriberAction.UNSUBSCRIBE,
     SubscriberAction.RESUBSCRIBE,
@@ -527,10 +527,10 @@ def test_personify_takes_no_activity(event):
 
 
 @pytest.mark.parametrize("event", COMMUNITY_SAMPLES, ids=sample_id)
-def test_community_connection_takes_list_membership_changes(event):
-    """003: List Builder lists are "imported (i.e., 'synced') into Thrive Marketing
-    Professional as target groups"; members added and removed both sync."""
-    assert route(event, connection(COMMUNITY)) == taken(ACT)
+def test_community_connection_routes_no_list_membership_change_outbound(event):
+    """003 is inbound: the community sync produces these events (writeback/adapters/community),
+    so a community connection never stores one as a writeback to send anywhere."""
+    assert route(event, connection(COMMUNITY)) == dropped("produced_by_sync")
 
 
 @pytest.mark.parametrize("event", NON_COMMUNITY_SAMPLES, ids=sample_id)

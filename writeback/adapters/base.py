@@ -152,6 +152,7 @@ class Kind:
     mailing_activity_on: frozenset[MailingActivity] | None = None  # on by default; None: all offered
     subscriber_cadence: tuple[timedelta, str] | None = None  # slowest subscriber schedule, and the seed
     origin_rule: bool = False  # keeps its own opt-out, which a marketing resubscribe cannot undo
+    subscriber_state: bool = False  # keeps the platform's subscriber status without the origin rule
 
 
 @dataclass(frozen=True)

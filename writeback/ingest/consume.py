@@ -127,8 +127,10 @@ def fan_out(
         mailing = event.mailing.mailing_id if isinstance(event, ActivityEvent) and event.mailing else None
         for connection in account.connections:
             refusal = None
-            if connection.kind_of().origin_rule:
-                refusal = _origin_refusal(event, connection.id, known_as, states)
+            kind = connection.kind_of()
+            if kind.origin_rule or kind.subscriber_state:
+                if kind.origin_rule:
+                    refusal = _origin_refusal(event, connection.id, known_as, states)
                 # a refused resubscribe leaves the CRM's opt-out standing: the next is refused too
                 change = None if refusal is not None else _state_change(event, connection.id, known_as)
                 if change is not None:

@@ -137,3 +137,60 @@ schedule_runs = sa.Table(
     sa.Column("wb_class", sa.String(16), primary_key=True),
     sa.Column("last_fired_at", UTCDateTime, nullable=False),
 )
+
+# Community lists (seed 003, inbound): target groups made from List Builder lists, their members,
+# the membership events a sync committed but has not yet seen acknowledged by the broker, and
+# the campaigns whose groups are synced hourly.
+
+community_folders = sa.Table(
+    "community_folders",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+community_groups = sa.Table(
+    "community_groups",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("list_key", sa.String(64), primary_key=True),
+    sa.Column("list_name", sa.String(400), nullable=False),
+    sa.Column("group_name", sa.String(400), nullable=False),
+    sa.Column("in_community", sa.Boolean, nullable=False),  # false: gone from List Builder, kept as it was
+    sa.Column("discovered_at", UTCDateTime, nullable=False),
+    sa.Column("last_synced_at", UTCDateTime),  # NULL: never synced
+    sa.Column("members", sa.Integer),  # community members at the last sync
+    sa.Column("subscribers", sa.Integer),  # of them, target-group subscribers
+    sa.Column("reconciliation", JSONDoc),  # why the two differ: a count per cause
+    sa.Column("last_error", sa.String(1000)),  # the last failed sync's reason, cleared by a good one
+)
+
+community_memberships = sa.Table(
+    "community_memberships",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("list_key", sa.String(64), primary_key=True),
+    sa.Column("legacy_contact_key", sa.String(320), primary_key=True),  # = Remote ID
+    sa.Column("email", sa.String(320)),
+    sa.Column("standing", sa.String(24), nullable=False),  # subscriber or why not
+)
+
+community_outbox = sa.Table(
+    "community_outbox",
+    metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("connection_id", sa.String(64), nullable=False, index=True),
+    sa.Column("seq", sa.Integer, nullable=False),  # publish order within a sync
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+community_campaigns = sa.Table(
+    "community_campaigns",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    sa.Column("list_key", sa.String(64), primary_key=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+)
