@@ -607,5 +607,177 @@ def replay(
         typer.echo(f"outcomes: {outcomes}")
 
 
+# community lists (seed 003, inbound) -----------------------------------------------------------
+
+community_app = typer.Typer(
+    help="Community List Builder lists as target groups in the Online Community folder (seed 003).",
+    no_args_is_help=True,
+)
+app.add_typer(community_app, name="community")
+campaign_app = typer.Typer(help="Running campaigns: their groups are synced hourly.", no_args_is_help=True)
+community_app.add_typer(campaign_app, name="campaign")
+CommunityConnection = Annotated[str, typer.Option("--connection", help="The community connection.")]
+
+
+@contextmanager
+def _community_publish(bootstrap: str | None, registry: str | None) -> Iterator[object]:
+    from writeback.adapters.community.sync import kafka_publish
+    from writeback.contract.serde import EventSerde, registry_client
+    from writeback.errors import WritebackError
+    from writeback.kafka.producer import Publisher
+
+    config = ServiceConfig()
+    try:
+        serde = EventSerde(registry_client(registry or config.schema_registry_url))
+        publisher = Publisher(bootstrap or config.bootstrap_servers, serde)
+    except WritebackError as exc:
+        raise _fail(str(exc), 1) from None
+    with publisher:
+        yield kafka_publish(publisher, config.community_topic)
+
+
+def _print_sync(report: object, as_json: bool) -> None:
+    import json
+
+    from writeback.adapters.community import report as shown
+
+    if as_json:
+        typer.echo(json.dumps(shown.sync_json(report), indent=2, default=str))  # type: ignore[arg-type]
+        return
+    _console().print(shown.sync_table(report))  # type: ignore[arg-type]
+    typer.echo(shown.sync_summary(report))  # type: ignore[arg-type]
+
+
+@community_app.command("sync")
+def community_sync(
+    connection: CommunityConnection,
+    group: Annotated[str | None, typer.Option(help="Only this target group (its name, or its list's name).")] = None,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+    bootstrap: BootstrapOption = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Sync target groups now (003's "Sync Target Group Now" / "Resync Now"): all or nothing,
+    with community members vs subscribers and why they differ."""
+    from writeback.adapters.community.sync import SyncError, community_connection, sync
+    from writeback.errors import WritebackError
+
+    with _ledger(database) as ledger, _community_publish(bootstrap, registry) as publish:
+        try:
+            account, conn = community_connection(_stored(ledger), connection)
+            report = sync(ledger, publish, account, conn, datetime.now(UTC), group=group)  # type: ignore[arg-type]
+        except SyncError as exc:
+            raise _fail(str(exc), 1) from None
+        except WritebackError as exc:
+            raise _fail(f"{connection}: the sync is applied but its events wait for the broker: {exc}", 1) from None
+    _print_sync(report, as_json)
+
+
+@community_app.command("refresh")
+def community_refresh(
+    connection: Annotated[str | None, typer.Option("--connection", help="Only this connection.")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """003's "Refresh Target Group List": the lists List Builder has now, as target groups
+    (members are read by `sync`)."""
+    from writeback.adapters.community import report as shown
+    from writeback.adapters.community.sync import SyncError, community_connection, community_connections, refresh
+
+    with _ledger(database) as ledger:
+        settings = _stored(ledger)
+        try:
+            chosen = [community_connection(settings, connection)] if connection else community_connections(settings)
+            found = [g for _, conn in chosen for g in refresh(ledger, conn, datetime.now(UTC))]
+        except SyncError as exc:
+            raise _fail(str(exc), 1) from None
+    if not chosen:
+        raise _fail("no community connection in the stored settings", 1)
+    _console().print(shown.groups_table(found))
+
+
+@community_app.command("groups")
+def community_groups(
+    connection: Annotated[str | None, typer.Option("--connection", help="Only this connection.")] = None,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Target groups with their last sync, member count, status and the action 003's Info panel
+    offers ("Sync Target Group Now" when never synced, else "Resync Now")."""
+    import json
+
+    from writeback.adapters.community import groups, report as shown
+
+    with _ledger(database) as ledger:
+        found = groups.groups(ledger, connection)
+    if as_json:
+        typer.echo(json.dumps([shown.group_json(g) for g in found], indent=2, default=str))
+    elif found:
+        _console().print(shown.groups_table(found))
+    else:
+        typer.echo("no target groups yet: run `writeback community refresh`", err=True)
+
+
+@community_app.command("on-send")
+def community_on_send(
+    connection: CommunityConnection,
+    group: Annotated[str, typer.Option(help="The target group the mailing uses.")],
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+    bootstrap: BootstrapOption = None,
+    registry: RegistryOption = None,
+) -> None:
+    """003's "Sync on send/publish": sync the group a mailing is about to use; returns once the
+    sync is applied (exit 1, group unchanged, if it could not be)."""
+    from writeback.adapters.community.sync import SyncError
+    from writeback.adapters.community.triggers import on_send
+    from writeback.errors import WritebackError
+
+    with _ledger(database) as ledger, _community_publish(bootstrap, registry) as publish:
+        try:
+            report = on_send(ledger, _stored(ledger), publish, connection, group, datetime.now(UTC))  # type: ignore[arg-type]
+        except SyncError as exc:
+            raise _fail(str(exc), 1) from None
+        except WritebackError as exc:
+            raise _fail(f"{connection}: the sync is applied but its events wait for the broker: {exc}", 1) from None
+    _print_sync(report, as_json)
+
+
+@campaign_app.command("start")
+def community_campaign_start(
+    connection: CommunityConnection,
+    campaign: Annotated[str, typer.Option(help="The campaign's id.")],
+    group: Annotated[list[str], typer.Option(help="A target group the campaign uses (repeat for more).")],
+    database: DatabaseOption = None,
+) -> None:
+    """A campaign is running: `serve` syncs its groups hourly until it stops (003's hourly sync)."""
+    from writeback.adapters.community.sync import SyncError
+    from writeback.adapters.community.triggers import start_campaign
+
+    with _ledger(database) as ledger:
+        try:
+            keys = start_campaign(ledger, _stored(ledger), connection, campaign, group, datetime.now(UTC))
+        except SyncError as exc:
+            raise _fail(str(exc), 1) from None
+    typer.echo(f"campaign {campaign} running: {len(keys)} target groups synced hourly")
+
+
+@campaign_app.command("stop")
+def community_campaign_stop(
+    connection: CommunityConnection,
+    campaign: Annotated[str, typer.Option(help="The campaign's id.")],
+    database: DatabaseOption = None,
+) -> None:
+    """The campaign stopped: its groups are no longer synced hourly for it."""
+    from writeback.adapters.community.sync import SyncError
+    from writeback.adapters.community.triggers import stop_campaign
+
+    with _ledger(database) as ledger:
+        try:
+            stopped = stop_campaign(ledger, _stored(ledger), connection, campaign)
+        except SyncError as exc:
+            raise _fail(str(exc), 1) from None
+    typer.echo(f"campaign {campaign} stopped" if stopped else f"campaign {campaign} was not running")
+
+
 if __name__ == "__main__":
     app()

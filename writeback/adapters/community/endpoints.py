@@ -22,6 +22,7 @@ from writeback.adapters.base import ErrorKind
 from writeback.adapters.community import triggers
 from writeback.adapters.community.client import Client
 from writeback.adapters.community.sync import OpenClient, Publish, SyncError
+from writeback.errors import WritebackError
 from writeback.ledger import Ledger
 from writeback.settings import Settings
 
@@ -74,6 +75,8 @@ def app(
         except SyncError as exc:
             status = _STATUS.get(exc.code) or _BY_KIND.get(exc.kind, "422 Unprocessable Entity")
             return _answer(start_response, status, {"error": exc.code, "message": str(exc)})
+        except WritebackError as exc:  # the broker did not take the events: the sync is applied, they wait
+            return _answer(start_response, "503 Service Unavailable", {"error": type(exc).__name__, "message": str(exc)})
         return _answer(start_response, "404 Not Found", {"error": "NotFound", "message": "no such endpoint"})
 
     return handle

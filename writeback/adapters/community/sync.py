@@ -27,6 +27,7 @@ from writeback.adapters.community.config import Config
 from writeback.adapters.community.errors import CommunityError, ListVanished
 from writeback.adapters.community.mapping import CAUSES, Standing, reconcile, target_group_name
 from writeback.contract.events import CommunityListEvent, MembershipChange
+from writeback.errors import ConfigError, WritebackError
 from writeback.kafka.producer import Publisher
 from writeback.ledger import Ledger
 from writeback.settings import Account, Connection, Settings
@@ -40,7 +41,7 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-class SyncError(Exception):
+class SyncError(WritebackError):
     """Why a sync did not happen; no target group was changed."""
 
     def __init__(self, connection_id: str, code: str, message: str, kind: ErrorKind = ErrorKind.REJECTED) -> None:
@@ -100,7 +101,7 @@ def refresh(
     try:
         with open_client(config) as client:
             discovered = discover(client)
-    except CommunityError as exc:
+    except (CommunityError, ConfigError) as exc:
         raise _failed(connection.id, exc) from None
     with store.begin(ledger, connection.id, discovered, now):
         pass
@@ -129,7 +130,7 @@ def sync(
                 discovered = discover(client)
                 wanted = _choose(ledger, connection.id, discovered, group, list_keys)
                 members = {d.list_key: client.members(d.list_key) for d in wanted}
-        except CommunityError as exc:
+        except (CommunityError, ConfigError) as exc:
             error = _failed(connection.id, exc)
             store.record_error(ledger, connection.id, [d.list_key for d in wanted], error.message)
             metrics.COMMUNITY_SYNCS.labels(connection.id, "failed").inc()
@@ -246,7 +247,9 @@ def _active(connection: Connection) -> Config:
     return config
 
 
-def _failed(connection_id: str, exc: CommunityError) -> SyncError:
+def _failed(connection_id: str, exc: CommunityError | ConfigError) -> SyncError:
+    if isinstance(exc, ConfigError):  # a credential reference that does not resolve
+        exc = CommunityError(ErrorKind.CREDENTIALS, "CredentialsUnavailable", str(exc))
     return SyncError(connection_id, exc.code, f"sync not applied, target groups unchanged: {exc.message}", exc.kind)
 
 
