@@ -123,7 +123,7 @@ def sync(
     platform or the list's name), or those in `list_keys`."""
     with _lock(connection.id):
         config = _active(connection)
-        drain(ledger, connection.id, publish)
+        leftover = drain(ledger, connection.id, publish)  # a sync killed before its events were acknowledged
         wanted: list[store.Discovered] = []
         try:
             with open_client(config) as client:
@@ -132,7 +132,7 @@ def sync(
                 members = {d.list_key: client.members(d.list_key) for d in wanted}
         except (CommunityError, ConfigError) as exc:
             error = _failed(connection.id, exc)
-            store.record_error(ledger, connection.id, [d.list_key for d in wanted], error.message)
+            store.record_error(ledger, connection.id, [d.list_key for d in wanted], f"{error.code}: {error.message}")
             metrics.COMMUNITY_SYNCS.labels(connection.id, "failed").inc()
             raise error from None
         identities = {i for ms in members.values() for m in ms for i in (m.legacy_contact_key, (m.email or "").strip().casefold()) if i}
@@ -174,7 +174,7 @@ def sync(
                 reports.append(
                     GroupReport(d.list_key, d.group_name, result.members, result.subscribers, result.causes(), len(added), len(removed))
                 )
-        published = drain(ledger, connection.id, publish)
+        published = leftover + drain(ledger, connection.id, publish)
         metrics.COMMUNITY_SYNCS.labels(connection.id, "completed").inc()
         export_counts(ledger, connection.id)
         log.info(
