@@ -48,10 +48,10 @@ class Standing(StrEnum):
     """Why a member is, or is not, a subscriber of the target group."""
 
     SUBSCRIBER = "subscriber"
-    NO_REMOTE_ID = "no_remote_id"
+    UNSUBSCRIBED = "unsubscribed"  # 003's causes first, in its order
     INVALID_EMAIL = "invalid_email"
     DUPLICATE_EMAIL = "duplicate_email"
-    UNSUBSCRIBED = "unsubscribed"
+    NO_REMOTE_ID = "no_remote_id"  # ours: nothing to match on
 
 
 CAUSES = tuple(s for s in Standing if s is not Standing.SUBSCRIBER)

@@ -45,7 +45,7 @@ class SyncError(WritebackError):
     """Why a sync did not happen; no target group was changed."""
 
     def __init__(self, connection_id: str, code: str, message: str, kind: ErrorKind = ErrorKind.REJECTED) -> None:
-        super().__init__(f"{connection_id}: {message}")
+        super().__init__(f"{connection_id}: {code}: {message}")
         self.connection_id, self.code, self.message, self.kind = connection_id, code, message, kind
 
 
