@@ -681,7 +681,12 @@ def community_refresh(
     """003's "Refresh Target Group List": the lists List Builder has now, as target groups
     (members are read by `sync`)."""
     from writeback.adapters.community import report as shown
-    from writeback.adapters.community.sync import SyncError, community_connection, community_connections, refresh
+    from writeback.adapters.community.sync import (
+        SyncError,
+        community_connection,
+        community_connections,
+        refresh,
+    )
 
     with _ledger(database) as ledger:
         settings = _stored(ledger)
@@ -705,7 +710,8 @@ def community_groups(
     offers ("Sync Target Group Now" when never synced, else "Resync Now")."""
     import json
 
-    from writeback.adapters.community import groups, report as shown
+    from writeback.adapters.community import groups
+    from writeback.adapters.community import report as shown
 
     with _ledger(database) as ledger:
         found = groups.groups(ledger, connection)

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from writeback.adapters.community.client import Member
-from writeback.adapters.community.mapping import Standing, normal_email, reconcile, target_group_name
+from writeback.adapters.community.mapping import (
+    Standing,
+    normal_email,
+    reconcile,
+    target_group_name,
+)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,13 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.adapters.community.conftest import ACCOUNT, CONNECTION, T0, Setup, community_settings
+from tests.adapters.community.conftest import (
+    ACCOUNT,
+    CONNECTION,
+    T0,
+    Setup,
+    community_settings,
+)
 from writeback.adapters.base import ErrorKind
 from writeback.adapters.community import groups
 from writeback.adapters.community.sync import SyncError, refresh, sync

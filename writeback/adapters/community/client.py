@@ -15,7 +15,12 @@ from typing import Any
 import httpx
 
 from writeback.adapters.community.config import Config
-from writeback.adapters.community.errors import CommunityError, ErrorKind, from_response, from_transport
+from writeback.adapters.community.errors import (
+    CommunityError,
+    ErrorKind,
+    from_response,
+    from_transport,
+)
 
 LISTS = "ListBuilder/GetLists"
 MEMBERS = "ListBuilder/GetListMembers"

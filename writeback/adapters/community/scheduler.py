@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta
 
 from writeback.adapters.community import groups as store
 from writeback.adapters.community.client import Client
-from writeback.adapters.community.sync import OpenClient, Publish, SyncError, SyncReport, community_connection, sync
+from writeback.adapters.community.sync import (
+    OpenClient,
+    Publish,
+    SyncError,
+    SyncReport,
+    community_connection,
+    sync,
+)
 from writeback.ledger import Ledger
 from writeback.settings import Settings
 

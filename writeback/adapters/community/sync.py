@@ -25,7 +25,12 @@ from writeback.adapters.community import groups as store
 from writeback.adapters.community.client import Client, CommunityList
 from writeback.adapters.community.config import Config
 from writeback.adapters.community.errors import CommunityError, ListVanished
-from writeback.adapters.community.mapping import CAUSES, Standing, reconcile, target_group_name
+from writeback.adapters.community.mapping import (
+    CAUSES,
+    Standing,
+    reconcile,
+    target_group_name,
+)
 from writeback.contract.events import CommunityListEvent, MembershipChange
 from writeback.errors import ConfigError, WritebackError
 from writeback.kafka.producer import Publisher
