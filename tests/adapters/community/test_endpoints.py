@@ -96,3 +96,62 @@ def test_campaign_start_and_stop_over_http(setup, community, http):
     assert stopped.json() == {"campaign": "c-1", "stopped": True}
     assert groups.campaign_groups(setup.ledger) == {}
     assert http.get("/community/on-send").status_code == 405
+
+
+def test_serve_answers_on_send_on_its_http_port(setup, community, kafka, schema_registry, topic_factory, tmp_path, published):
+    """The same endpoint in a real `writeback serve` process, beside /metrics and the probes."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.builders import wait_for
+
+    seed = community.seed_reconciliation()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text(
+        '[[accounts]]\nid = "acme"\ntime_zone = "America/Chicago"\n[[accounts.connections]]\n'
+        f'id = "{CONNECTION}"\nkind = "community"\n'
+        f'crm = {{ api_url = "{community.api_url}", iam_key = {{ env = "ACME_CM_IAM_KEY" }}, '
+        'password = { env = "ACME_CM_PASSWORD" } }\n'
+    )
+    env = {
+        **os.environ,
+        "WRITEBACK_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "WRITEBACK_SCHEMA_REGISTRY_URL": schema_registry.url,
+        "WRITEBACK_SUBSCRIBER_TOPIC": topic_factory("serve-sub"),
+        "WRITEBACK_ACTIVITY_TOPIC": topic_factory("serve-act"),
+        "WRITEBACK_COMMUNITY_TOPIC": setup.topic,
+        "WRITEBACK_GROUP_ID": f"serve-{uuid.uuid4().hex[:8]}",
+        "WRITEBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "WRITEBACK_SETTINGS_FILE": str(settings_file),
+        "WRITEBACK_METRICS_PORT": str(port),
+        "WRITEBACK_HTTP_HOST": "127.0.0.1",
+        "ACME_CM_IAM_KEY": community.iam_key,
+        "ACME_CM_PASSWORD": community.password,
+    }
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "writeback.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
+            def up() -> bool:
+                try:
+                    return client.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(up, timeout=60)
+            answer = client.post("/community/on-send", json={"connection": CONNECTION, "group": WELCOME})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["published"] == 2
+            assert sorted(e.legacy_contact_key for e in published(setup.topic, expected=2)) == ["R-1001", "R-1002"]
+            assert {e.list_id for e in published(setup.topic, expected=2)} == {seed["lists"]["Informz Welcome New Members"]}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
