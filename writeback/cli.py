@@ -659,6 +659,12 @@ def community_sync(
 ) -> None:
     """Sync target groups now (003's "Sync Target Group Now" / "Resync Now"): all or nothing,
     with community members vs subscribers and why they differ."""
+    _community_sync(connection, group, as_json, database, bootstrap, registry)
+
+
+def _community_sync(
+    connection: str, group: str | None, as_json: bool, database: str | None, bootstrap: str | None, registry: str | None
+) -> None:
     from writeback.adapters.community.sync import SyncError, community_connection, sync
     from writeback.errors import WritebackError
 
@@ -734,18 +740,7 @@ def community_on_send(
 ) -> None:
     """003's "Sync on send/publish": sync the group a mailing is about to use; returns once the
     sync is applied (exit 1, group unchanged, if it could not be)."""
-    from writeback.adapters.community.sync import SyncError
-    from writeback.adapters.community.triggers import on_send
-    from writeback.errors import WritebackError
-
-    with _ledger(database) as ledger, _community_publish(bootstrap, registry) as publish:
-        try:
-            report = on_send(ledger, _stored(ledger), publish, connection, group, datetime.now(UTC))  # type: ignore[arg-type]
-        except SyncError as exc:
-            raise _fail(str(exc), 1) from None
-        except WritebackError as exc:
-            raise _fail(f"{connection}: the sync is applied but its events wait for the broker: {exc}", 1) from None
-    _print_sync(report, as_json)
+    _community_sync(connection, group, as_json, database, bootstrap, registry)
 
 
 @campaign_app.command("start")

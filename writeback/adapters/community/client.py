@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
+from writeback.adapters.base import ErrorKind
 from writeback.adapters.community.config import Config
 from writeback.adapters.community.errors import (
     CommunityError,
-    ErrorKind,
     from_response,
     from_transport,
 )
