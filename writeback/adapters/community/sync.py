@@ -32,7 +32,7 @@ from writeback.adapters.community.mapping import (
     target_group_name,
 )
 from writeback.contract.events import CommunityListEvent, MembershipChange
-from writeback.errors import ConfigError, WritebackError
+from writeback.errors import ConfigError, PublishError, WritebackError
 from writeback.kafka.producer import Publisher
 from writeback.ledger import Ledger
 from writeback.settings import Account, Connection, Settings
@@ -274,12 +274,16 @@ __all__ = [
 
 def kafka_publish(publisher: Publisher, topic: str) -> Publish:
     """Publish to the community topic and wait for the acknowledgements (a sync forgets its
-    queued events only once the broker has them)."""
+    queued events only once the broker has them). Each call counts its own failures: `serve`
+    shares one publisher between on-send requests and the hourly pass."""
 
     def send(events: Sequence[CommunityListEvent]) -> None:
+        failed: list[object] = []
         for event in events:
-            publisher.publish(event, topic=topic)
+            publisher.publish(event, topic=topic, on_delivery=lambda _e, error: error and failed.append(error))
         publisher.flush()
+        if failed:
+            raise PublishError(f"{len(failed)} of {len(events)} community list events not acknowledged")
 
     return send
 
