@@ -216,6 +216,9 @@ def test_a_list_gone_for_good_keeps_its_group_as_it_was_and_other_groups_sync(se
     with pytest.raises(SyncError) as failed:
         sync(setup.ledger, setup.publish, setup.account, setup.connection, T0 + timedelta(hours=2), group=DISCUSSION)
     assert failed.value.code == "ListNotFound" and repr(DISCUSSION) in str(failed.value)
+    kept = by_name(setup)[DISCUSSION]
+    assert kept.last_error is not None and kept.last_error.startswith("ListNotFound")
+    assert groups.memberships(setup.ledger, CONNECTION, gone) == before
 
 
 @pytest.mark.parametrize(

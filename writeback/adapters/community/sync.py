@@ -223,6 +223,8 @@ def _choose(
     group: str | None,
     list_keys: Iterable[str] | None,
 ) -> list[store.Discovered]:
+    """The groups to sync; an error when one asked for is not in List Builder (any more), with
+    the error recorded on the stored groups it concerns."""
     if group is None and list_keys is None:
         return discovered
     keys = set(list_keys or ())
@@ -236,6 +238,9 @@ def _choose(
             raise CommunityError(ErrorKind.REJECTED, "UnknownGroup", f"no target group named {group!r} in the community's lists")
     if missing:
         names = sorted(known[k].group_name if k in known else k for k in missing)
+        store.record_error(
+            ledger, connection_id, missing, "ListNotFound: List Builder no longer has the list; the group is kept as it was"
+        )
         raise ListVanished(
             ErrorKind.REJECTED, "ListNotFound",
             f"List Builder no longer has the list of target group(s) {', '.join(map(repr, names))}; kept as they were",
