@@ -6,7 +6,9 @@ and live in `writeback.settings`.
 
 from __future__ import annotations
 
-from pydantic import Field
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from writeback.contract.events import (
@@ -19,8 +21,10 @@ from writeback.contract.events import (
     Event,
     SubscriberEvent,
 )
+from writeback.errors import ConfigError
 from writeback.flush.breaker import BreakerPolicy
 from writeback.flush.retries import RetryPolicy
+from writeback.transport import KafkaSecurity, RegistryAccess
 
 
 class ServiceConfig(BaseSettings):
@@ -53,6 +57,28 @@ class ServiceConfig(BaseSettings):
     settings_ttl_s: float = Field(5.0, ge=0, description="How often stored settings are re-read")
     retry: RetryPolicy = RetryPolicy()  # e.g. WRITEBACK_RETRY__BASE_DELAY=PT0.5S (ISO 8601)
     breaker: BreakerPolicy = BreakerPolicy()
+    kafka: KafkaSecurity = KafkaSecurity()  # e.g. WRITEBACK_KAFKA__SASL_PASSWORD__FILE=/run/secrets/kafka
+    registry: RegistryAccess = RegistryAccess()  # e.g. WRITEBACK_REGISTRY__PASSWORD__ENV=REGISTRY_PASSWORD
+    shutdown_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="After SIGTERM, how long the in-flight flush batch may take before it is abandoned "
+        "(its rows stay pending and are flushed again, idempotently); keep it below the orchestrator's "
+        "grace period (Kubernetes: terminationGracePeriodSeconds, 30 by default) minus about 5 s",
+    )
+    access_retry_s: float = Field(
+        30.0,
+        gt=0,
+        description="While the broker or the registry refuses our credentials or certificates, how often "
+        "to try again (the instance stays up and not ready, so a rotated secret heals it)",
+    )
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _no_user_info(cls, url: str) -> str:
+        if urlsplit(url).password is not None or "@" in urlsplit(url).netloc:
+            raise ValueError("a URL with user info is refused: set WRITEBACK_REGISTRY__USERNAME and __PASSWORD__ENV/__FILE")
+        return url
 
     def topic_models(self) -> dict[str, type[Event]]:
         return {
@@ -65,9 +91,16 @@ class ServiceConfig(BaseSettings):
     def topics(self) -> list[str]:
         return list(self.topic_models())
 
+    def kafka_config(self, bootstrap_servers: str | None = None) -> dict[str, object]:
+        """What every Kafka client we create starts from: where the brokers are and how to
+        authenticate (secrets resolved now)."""
+        return {"bootstrap.servers": bootstrap_servers or self.bootstrap_servers} | self.kafka.client_config()
+
+    def registry_config(self) -> dict[str, str]:
+        return self.registry.client_config()
+
     def consumer_config(self) -> dict[str, object]:
-        return {
-            "bootstrap.servers": self.bootstrap_servers,
+        return self.kafka_config() | {
             "group.id": self.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -75,3 +108,16 @@ class ServiceConfig(BaseSettings):
             "fetch.queue.backoff.ms": 1,
             "partition.assignment.strategy": "cooperative-sticky",
         } | ({"group.instance.id": self.instance_id} if self.instance_id else {})
+
+
+def load_config() -> ServiceConfig:
+    """The process configuration, or a ConfigError naming each bad variable and why; values are
+    never echoed (a misplaced password must not reach the log)."""
+    try:
+        return ServiceConfig()
+    except ValidationError as exc:
+        problems = [
+            f"WRITEBACK_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

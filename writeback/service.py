@@ -2,11 +2,19 @@
 
 Instances scale by joining the consumer group (partitions are shared) and the same database
 (flush leases are shared); nothing else is coordinated.
+
+Stopping (SIGTERM or SIGINT) is bounded for orchestrators' grace periods: ingest finishes the
+batch in hand (stored and committed, or not committed at all) and the consumer leaves the group;
+the flusher finishes the CRM call in flight, records its outcome and releases its lease, and
+starts no other. If that takes longer than `shutdown_timeout_s` the process exits anyway (status
+1): rows claimed and not yet recorded stay in flight, the next lease holder returns them to
+pending, and the adapters' idempotency keeps the second write from doubling the first.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -16,7 +24,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from writeback import health
+from writeback import access, health
 from writeback.config import ServiceConfig
 from writeback.contract.serde import EventSerde, registry_client
 from writeback.flush import flusher as flushing
@@ -33,6 +41,29 @@ log = logging.getLogger("writeback.service")
 def install_stop_handlers(stop: threading.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+
+def exit_after(stop: threading.Event, timeout: float) -> threading.Event:
+    """Once stopping, give the process `timeout` seconds to finish cleanly (to set the event
+    returned), then end it."""
+    done = threading.Event()
+
+    def watch() -> None:
+        stop.wait()
+        started = time.monotonic()
+        if done.wait(timeout):
+            return
+        log.error(
+            "stop not finished within %.0fs (%.1fs): exiting with the in-flight batch abandoned; "
+            "its rows are returned to pending when the lease expires and written again idempotently",
+            timeout,
+            time.monotonic() - started,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="stop-watchdog", daemon=True).start()
+    return done
 
 
 class _Heartbeat:
@@ -56,6 +87,7 @@ def build_flusher(
     settings: Callable[[], Settings],
     serde: EventSerde,
     sink: DeadLetterSink,
+    stop: threading.Event | None = None,
 ) -> flushing.Flusher:
     """The flusher `serve` runs; replay builds the same one, so both take one path to a CRM."""
     return flushing.Flusher(
@@ -67,29 +99,54 @@ def build_flusher(
         policy=config.retry,
         breakers=BreakerRegistry(config.breaker),
         lease_ttl=timedelta(seconds=config.lease_ttl_s),
+        stop=stop,
     )
 
 
 def serve(config: ServiceConfig, stop: threading.Event) -> None:
+    done = exit_after(stop, config.shutdown_timeout_s)
+    try:
+        _serve(config, stop)
+    finally:
+        done.set()
+
+
+def _serve(config: ServiceConfig, stop: threading.Event) -> None:
+    heartbeat = _Heartbeat("ingest", "flusher")
+    blocked: list[str | None] = ["starting"]
+
+    def ready() -> str | None:
+        if stop.is_set():
+            return "stopping"
+        return blocked[0] or heartbeat.stalled(max(60.0, 10 * config.flush_interval_s))
+
+    server = None
+    if config.metrics_port is not None:
+        server = health.serve_http(config.http_host, config.metrics_port, live=lambda: None, ready=ready)
+        log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
+    try:
+        if access.wait_for_access(config, stop, lambda reason: blocked.__setitem__(0, reason or "starting")):
+            _run(config, stop, heartbeat, lambda: blocked.__setitem__(0, None))
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def _run(config: ServiceConfig, stop: threading.Event, heartbeat: _Heartbeat, started: Callable[[], None]) -> None:
     ledger = Ledger.connect(config.database_url)
     if config.settings_file:
         apply(ledger, load_settings(Path(config.settings_file)), datetime.now(UTC))
         log.info("settings applied from %s", config.settings_file)
     settings = StoredSettings(ledger, timedelta(seconds=config.settings_ttl_s))
-    serde = EventSerde(registry_client(config.schema_registry_url))
-    sink = DeadLetterSink.connect(config.bootstrap_servers, serde, config.dead_letter_prefix)
+    serde = EventSerde(registry_client(config.schema_registry_url, config.registry_config()))
+    sink = DeadLetterSink.connect(
+        config.bootstrap_servers, serde, config.dead_letter_prefix, config=config.kafka.client_config()
+    )
     ingest = ingesting.Ingest(ledger, serde, config.topic_models(), settings, sink)
-    flusher = build_flusher(config, ledger, settings, serde, sink)
-    heartbeat = _Heartbeat("ingest", "flusher")
-    server = None
-    if config.metrics_port is not None:
-        server = health.serve_http(
-            config.http_host,
-            config.metrics_port,
-            live=lambda: None,
-            ready=lambda: heartbeat.stalled(max(60.0, 10 * config.flush_interval_s)),
-        )
-        log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
+    flusher = build_flusher(config, ledger, settings, serde, sink, stop)
+    heartbeat.beat("ingest")
+    heartbeat.beat("flusher")
+    started()
 
     flush_thread = threading.Thread(
         target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
@@ -109,13 +166,13 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         )
     finally:
         stop.set()
+        log.info("stopping: leaving the consumer group, finishing the flush in flight")
         consumer.close()
         flush_thread.join()
         flusher.close()
         sink.close()
-        if server is not None:
-            server.shutdown()
         ledger.close()
+        log.info("stopped")
 
 
 def _flush_loop(
