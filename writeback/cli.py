@@ -245,6 +245,14 @@ DatabaseOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+@app.command()
+def migrate(database: DatabaseOption = None) -> None:
+    """Bring the ledger database to the newest schema and exit: what a deployment runs once
+    before rolling out a new version (`serve` migrates at start too; concurrent runs are safe)."""
+    with _ledger(database):
+        typer.echo("ledger schema is up to date")
+
+
 def _parse_since(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
