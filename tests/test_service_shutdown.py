@@ -10,7 +10,12 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from tests import test_service as serving
@@ -31,7 +36,10 @@ service = serving.service  # `writeback serve` processes on the session's broker
 
 def group_members(kafka, group: str) -> int:
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    return len(admin.describe_consumer_groups([group])[group].result(10).members)
+    try:
+        return len(admin.describe_consumer_groups([group])[group].result(10).members)
+    except KafkaException:  # no coordinator yet: the group has not been joined
+        return 0
 
 def uncommitted(kafka, group: str, topics: dict[str, str]) -> int:
     """Records on the topics beyond the group's committed offsets."""

@@ -34,25 +34,33 @@ class ServiceConfig(BaseSettings):
         env_prefix="WRITEBACK_", env_nested_delimiter="__", extra="ignore"
     )
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
-    database_url: str = "sqlite:///writeback.db"
-    group_id: str = "writeback"
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka brokers, host:port, comma separated")
+    schema_registry_url: str = Field(
+        "http://127.0.0.1:8081/apis/ccompat/v7",
+        description="Confluent-compatible schema registry API; no user info in it (see WRITEBACK_REGISTRY__*)",
+    )
+    database_url: str = Field(
+        "sqlite:///writeback.db",
+        description="The ledger, a SQLAlchemy URL: postgresql+psycopg://user:password@host/db when several instances share it",
+    )
+    group_id: str = Field("writeback", description="Consumer group; every instance of one deployment uses the same")
     instance_id: str | None = Field(
         None,
         description="This instance's stable name in the consumer group (static membership): a "
         "restarted instance gets its partitions back at once instead of after the session timeout. "
         "Unique per instance, kept across restarts (e.g. the StatefulSet pod name).",
     )
-    subscriber_topic: str = SUBSCRIBER_TOPIC
-    activity_topic: str = ACTIVITY_TOPIC
-    community_topic: str = COMMUNITY_TOPIC
-    dead_letter_prefix: str = DLQ_TOPIC_PREFIX
-    settings_file: str | None = None
-    http_host: str = "0.0.0.0"
+    subscriber_topic: str = Field(SUBSCRIBER_TOPIC, description="Subscriber events topic")
+    activity_topic: str = Field(ACTIVITY_TOPIC, description="Recipient activity events topic")
+    community_topic: str = Field(COMMUNITY_TOPIC, description="Community list events topic")
+    dead_letter_prefix: str = Field(
+        DLQ_TOPIC_PREFIX, description="Dead-letter topics: this prefix plus the CRM kind, or plus `ingest` for unreadable records"
+    )
+    settings_file: str | None = Field(None, description="Writeback Settings (TOML/YAML) applied at start")
+    http_host: str = Field("0.0.0.0", description="Address of the /metrics, /healthz and /readyz server")
     metrics_port: int | None = Field(9464, description="/metrics, /healthz, /readyz; 0 picks a free port, None turns it off")
-    ingest_batch_size: int = Field(2000, ge=1)
-    flush_interval_s: float = Field(1.0, gt=0)
+    ingest_batch_size: int = Field(2000, ge=1, description="Records consumed, stored and committed together")
+    flush_interval_s: float = Field(1.0, gt=0, description="Seconds between flush passes over due windows")
     lease_ttl_s: float = Field(60.0, gt=0, description="A dead instance's connections wait this long")
     settings_ttl_s: float = Field(5.0, ge=0, description="How often stored settings are re-read")
     retry: RetryPolicy = RetryPolicy()  # e.g. WRITEBACK_RETRY__BASE_DELAY=PT0.5S (ISO 8601)
@@ -63,7 +71,7 @@ class ServiceConfig(BaseSettings):
         20.0,
         gt=0,
         description="After SIGTERM, how long the in-flight flush batch may take before it is abandoned "
-        "(its rows stay pending and are flushed again, idempotently); keep it below the orchestrator's "
+        "(its rows return to pending when the lease expires and are written again, idempotently); keep it below the orchestrator's "
         "grace period (Kubernetes: terminationGracePeriodSeconds, 30 by default) minus about 5 s",
     )
     access_retry_s: float = Field(
