@@ -8,6 +8,7 @@ processes under test are given only the SASL_SSL address."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from writeback_dev.localstack import KafkaBroker, SaslSslListener
-from writeback_dev.localstack.tls import make_server_files
+from writeback_dev.localstack.registry_gateway import RegistryGateway
+from writeback_dev.localstack.tls import ServerFiles, make_server_files
 from writeback_dev.samples import ndjson
 
 from tests.builders import subscriber, wait_for
@@ -42,7 +44,7 @@ PLAIN_USER, PLAIN_PASSWORD = "publisher", "plain-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
-def secure_kafka(stack_dir: Path) -> Iterator[tuple[KafkaBroker, Path]]:
+def secure_kafka(stack_dir: Path) -> Iterator[tuple[KafkaBroker, ServerFiles]]:
     tls = make_server_files(stack_dir / "sasl-tls")
     broker = KafkaBroker(
         stack_dir / "sasl-kafka",
@@ -54,7 +56,7 @@ def secure_kafka(stack_dir: Path) -> Iterator[tuple[KafkaBroker, Path]]:
             plain_users={PLAIN_USER: PLAIN_PASSWORD},
         ),
     ).start()
-    yield broker, tls.ca
+    yield broker, tls
     broker.stop()
 
 
@@ -71,7 +73,7 @@ def kafka_env(broker: KafkaBroker, ca: Path, password_file: Path, mechanism: str
 
 @pytest.fixture
 def secure_service(secure_kafka, schema_registry, sim, tmp_path) -> Iterator[tuple[Instances, dict[str, str], Path]]:
-    broker, ca = secure_kafka
+    broker, tls = secure_kafka
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     suffix = uuid.uuid4().hex[:6]
     topics = {"sub": f"sasl-sub.{suffix}", "act": f"sasl-act.{suffix}", "com": f"sasl-com.{suffix}"}
@@ -83,7 +85,7 @@ def secure_service(secure_kafka, schema_registry, sim, tmp_path) -> Iterator[tup
     password_file.write_text(SCRAM_PASSWORD + "\n")
     env = {
         **os.environ,
-        **kafka_env(broker, ca, password_file),
+        **kafka_env(broker, tls.ca, password_file),
         "WRITEBACK_SCHEMA_REGISTRY_URL": schema_registry.url,
         "WRITEBACK_SUBSCRIBER_TOPIC": topics["sub"],
         "WRITEBACK_ACTIVITY_TOPIC": topics["act"],
@@ -125,7 +127,8 @@ def dead_letters(broker: KafkaBroker, topic: str, expected: int) -> list:
 
 
 def test_with_the_right_credentials_serve_consumes_produces_and_writes_back_over_sasl_ssl(secure_kafka, secure_service, sim, tmp_path):
-    broker, ca = secure_kafka
+    broker, tls = secure_kafka
+    ca = tls.ca
     instances, topics, _ = secure_service
     contact = sim.add_contact("Pat", "pat@example.org")
     event = subscriber(email="pat@example.org", recipient={"email": "pat@example.org", "integration_id": contact})
@@ -194,7 +197,7 @@ def test_with_a_wrong_password_serve_stays_up_not_ready_says_why_and_recovers_wh
 
 
 def test_publish_with_a_wrong_password_fails_with_the_reason_and_no_secret(secure_kafka, secure_service, tmp_path):
-    broker, ca = secure_kafka
+    broker, _ = secure_kafka
     instances, _, password_file = secure_service
     wrong = "wrong-" + uuid.uuid4().hex
     password_file.write_text(wrong)
@@ -229,5 +232,100 @@ def test_a_broker_certificate_from_another_authority_is_refused_with_the_tls_rea
     assert reason is not None and "certificate verify failed" in reason
     assert SCRAM_PASSWORD not in reason
     # the right CA is let in
-    right = config.model_copy(update={"kafka": config.kafka.model_copy(update={"ssl_ca_file": secure_kafka[1]})})
+    right = config.model_copy(update={"kafka": config.kafka.model_copy(update={"ssl_ca_file": secure_kafka[1].ca})})
     assert kafka_refusal(right) is None
+
+
+def guide_steps() -> tuple[dict[str, str], list[str]]:
+    """The exports and commands of docs/operations.md's "existing cluster" shell block, as written."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    section = text.split("## Against an existing cluster", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    exports, commands = {}, []
+    for line in block.splitlines():
+        line = line.split("  #", 1)[0].strip()
+        if line.startswith("export "):
+            name, value = line.removeprefix("export ").split("=", 1)
+            exports[name] = shlex.split(value)[0]
+        elif line and not line.startswith("#"):
+            commands.append(line)
+    return exports, commands
+
+
+def test_the_operations_guide_runs_as_written_against_sasl_ssl_an_https_registry_with_basic_auth_and_postgres(
+    secure_kafka, schema_registry, sim, postgres_database, tmp_path
+):
+    """The newcomer's path: the guide's variables (only addresses and file paths replaced by this
+    stack's) and its commands, run by bash as written; then events flow to the CRM."""
+    broker, tls = secure_kafka
+    exports, commands = guide_steps()
+    registry_password = "registry-" + uuid.uuid4().hex
+    kafka_password = tmp_path / "kafka-password"
+    kafka_password.write_text(SCRAM_PASSWORD)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
+    here = {  # where this stack is: the guide's example hosts and paths, replaced
+        "WRITEBACK_BOOTSTRAP_SERVERS": broker.sasl_ssl_bootstrap,
+        "WRITEBACK_KAFKA__SASL_PASSWORD__FILE": str(kafka_password),
+        "WRITEBACK_KAFKA__SSL_CA_FILE": str(tls.ca),
+        "WRITEBACK_REGISTRY__SSL_CA_FILE": str(tls.ca),
+        "WRITEBACK_DATABASE_URL": postgres_database,
+        "WRITEBACK_SETTINGS_FILE": str(settings),
+    }
+    assert exports["WRITEBACK_KAFKA__SASL_USERNAME"] == SCRAM_USER
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    defaults = ServiceConfig.model_construct()
+    wanted = [defaults.subscriber_topic, defaults.activity_topic, defaults.community_topic]
+    for future in admin.create_topics([NewTopic(t, 3, 1) for t in wanted], operation_timeout=30).values():
+        try:
+            future.result(30)
+        except Exception:  # noqa: BLE001 - already there from an earlier run of this test
+            pass
+
+    with RegistryGateway(schema_registry.url, exports["WRITEBACK_REGISTRY__USERNAME"], registry_password, tls.cert, tls.key) as gateway:
+        here["WRITEBACK_SCHEMA_REGISTRY_URL"] = gateway.url
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("WRITEBACK_")},
+            **exports,
+            **here,
+            exports["WRITEBACK_REGISTRY__PASSWORD__ENV"]: registry_password,
+            "WRITEBACK_METRICS_PORT": "0",  # not the guide's 9464: tests share this machine
+            "WRITEBACK_HTTP_HOST": "127.0.0.1",
+            "WRITEBACK_FLUSH_INTERVAL_S": "0.2",
+            "WRITEBACK_SETTINGS_TTL_S": "1",
+            "TEST_SF_SECRET": sim.client_secret,
+        }
+        shell = f'writeback() {{ "{sys.executable}" -m writeback.cli "$@"; }}; '
+        instances = Instances(env, tmp_path)
+        try:
+            for command in commands:
+                if command == "writeback serve":
+                    instances.start()
+                    continue
+                ran = subprocess.run(["bash", "-c", shell + command], env=env, capture_output=True, text=True, timeout=180, check=False)
+                assert ran.returncode == 0, f"{command}: {ran.stdout}{ran.stderr}"
+            assert commands[-1] == "writeback serve"
+            url = probe_url(instances)
+            wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, "ready: " + instances.output()[-2000:])
+
+            contact = sim.add_contact("Pat", "guide@example.org")
+            events_file = tmp_path / "events.ndjson"
+            events_file.write_text(ndjson([subscriber(email="guide@example.org", recipient={"email": "guide@example.org", "integration_id": contact})]))
+            published = subprocess.run(["bash", "-c", shell + f"writeback publish {events_file}"], env=env, capture_output=True, text=True, timeout=120, check=False)
+            assert published.returncode == 0, published.stderr
+            ledger = Ledger.connect(postgres_database)
+            wait_for(lambda: sum(ledger.counts().values()) == 1, 60, "ingest: " + instances.output()[-2000:])
+            release_all_windows(ledger, ["acme-sf"])
+            wait_for(lambda: len(markers(sim, contact)) == 1, 60, "the writeback: " + instances.output()[-2000:])
+            ledger.close()
+            assert gateway.refused == 0
+
+            # the registry's password wrong: not ready, and why
+            instances.stop_all()
+            instances.env = env | {exports["WRITEBACK_REGISTRY__PASSWORD__ENV"]: "wrong"}
+            instances.start()
+            wait_for(lambda: "HTTP 401" in instances.output(), 60, "the registry's refusal: " + instances.output()[-2000:])
+            assert gateway.refused > 0
+            assert registry_password not in instances.output() and SCRAM_PASSWORD not in instances.output()
+        finally:
+            instances.stop_all()

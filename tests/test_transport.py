@@ -95,7 +95,6 @@ def test_mutual_tls_and_a_registry_with_basic_auth_and_its_own_ca(env, tmp_path:
     assert kafka["ssl.key.location"] == str(files["client.key"])
     assert kafka["ssl.endpoint.identification.algorithm"] == "none"
     assert config.registry_config() == {
-        "basic.auth.credentials.source": "USER_INFO",
         "basic.auth.user.info": "api-key:s3",
         "ssl.ca.location": str(files["registry-ca.pem"]),
     }

@@ -118,7 +118,6 @@ class RegistryAccess(BaseModel):
         conf: dict[str, str] = {}
         if self.username is not None and self.password is not None:
             username = self.username if isinstance(self.username, str) else self.username.resolve().get_secret_value()
-            conf["basic.auth.credentials.source"] = "USER_INFO"
             conf["basic.auth.user.info"] = f"{username}:{self.password.resolve().get_secret_value()}"
         if self.ssl_ca_file:
             conf["ssl.ca.location"] = str(self.ssl_ca_file)
