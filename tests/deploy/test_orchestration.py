@@ -114,3 +114,13 @@ def test_the_settings_in_the_configmap_validate(tmp_path):
         [sys.executable, "-m", "writeback.cli", "settings", "validate", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_prometheus_config_compose_mounts_is_valid_and_loads_the_alert_rules(tmp_path):
+    config = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
+    assert "/etc/prometheus/alerts.yml" in config  # where compose.yaml mounts the rules
+    local = tmp_path / "prometheus.yml"
+    local.write_text(config.replace("/etc/prometheus/alerts.yml", str(DEPLOY / "prometheus" / "alerts.yml")))
+    result = subprocess.run(["promtool", "check", "config", str(local)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr and "rules found" in result.stdout + result.stderr
