@@ -12,11 +12,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from tests import test_service as serving
-from tests.builders import T0, activity, subscriber, wait_for
+from tests.builders import T0, activity, group_members, subscriber, wait_for
 from tests.test_service import (
     by_status,
     markers,
@@ -59,14 +57,6 @@ def phase(people: dict[str, tuple[str, str]], number: int) -> list[Event]:
     return events
 
 
-def members(kafka, group: str) -> int:
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    try:
-        return len(admin.describe_consumer_groups([group])[group].result(10).members)
-    except KafkaException:  # no coordinator yet: the group has not been joined
-        return 0
-
-
 def test_three_instances_lose_one_to_sigkill_gain_a_fourth_and_stop_one_gracefully_writing_each_event_once_in_order(
     service, kafka, schema_registry, sim, postgres_database, topic_factory, tmp_path
 ):
@@ -100,7 +90,7 @@ def test_three_instances_lose_one_to_sigkill_gain_a_fourth_and_stop_one_graceful
     closer = threading.Thread(target=keep_windows_closed)
     a, b, c = (instances.start() for _ in range(3))
     try:
-        wait_for(lambda: members(kafka, group) == 3, 90, "three members: " + instances.output()[-2000:])
+        wait_for(lambda: group_members(kafka.bootstrap, group) == 3, 90, "three members: " + instances.output()[-2000:])
         closer.start()
         publish(kafka, schema_registry, topics, phases[0])
         wait_for(lambda: by_status(ledger).get("completed", 0) >= len(phases[0]) // 3, 90, "some writebacks")

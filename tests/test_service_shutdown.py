@@ -10,16 +10,11 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests import test_service as serving
-from tests.builders import wait_for
+from tests.builders import group_members, wait_for
 from tests.test_service import (
     by_status,
     markers,
@@ -34,12 +29,6 @@ from writeback.ledger.tables import flush_leases
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 service = serving.service  # `writeback serve` processes on the session's broker and registry
 
-def group_members(kafka, group: str) -> int:
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    try:
-        return len(admin.describe_consumer_groups([group])[group].result(10).members)
-    except KafkaException:  # no coordinator yet: the group has not been joined
-        return 0
 
 def uncommitted(kafka, group: str, topics: dict[str, str]) -> int:
     """Records on the topics beyond the group's committed offsets."""
@@ -59,12 +48,14 @@ def uncommitted(kafka, group: str, topics: dict[str, str]) -> int:
     finally:
         reader.close()
 
+
 def lease_holders(database: str) -> list[str]:
     engine = sa.create_engine(database)
     with engine.connect() as conn:
         holders = [o for (o,) in conn.execute(sa.select(flush_leases.c.owner)) if o is not None]
     engine.dispose()
     return holders
+
 
 def start_flushing(service, kafka, schema_registry, sim, tmp_path, timeout_s: float, hold_s: float):
     instances, topics = service
@@ -81,13 +72,14 @@ def start_flushing(service, kafka, schema_registry, sim, tmp_path, timeout_s: fl
     publish(kafka, schema_registry, topics, events)
     ledger = Ledger.connect(database)
     wait_for(lambda: sum(ledger.counts().values()) == len(events), 60, "ingest: " + instances.output()[-2000:])
-    wait_for(lambda: group_members(kafka, instances.env["WRITEBACK_GROUP_ID"]) == 1, 30, "the member")
+    wait_for(lambda: group_members(kafka.bootstrap, instances.env["WRITEBACK_GROUP_ID"]) == 1, 30, "the member")
     # the Notes call of the first batch is held by the CRM, then carried out
     sim.hang_next(1, seconds=hold_s, then_apply=True, method="POST", path_suffix="composite/sobjects")
     release_all_windows(ledger, ["acme-sf"])
     wait_for(lambda: by_status(ledger).get("in_flight", 0) > 0, 30, "a batch in flight")
     time.sleep(0.5)  # into the held call
     return instances, topics, proc, ledger, contacts, events, database
+
 
 def test_sigterm_mid_batch_finishes_and_records_it_commits_leaves_the_group_and_exits_0(
     service, kafka, schema_registry, sim, tmp_path
@@ -105,7 +97,7 @@ def test_sigterm_mid_batch_finishes_and_records_it_commits_leaves_the_group_and_
     assert counts.get("completed", 0) > 0
     assert lease_holders(database) == [], "the lease was released for the next instance"
     group = instances.env["WRITEBACK_GROUP_ID"]
-    assert group_members(kafka, group) == 0, "the consumer left the group (no wait for the session timeout)"
+    assert group_members(kafka.bootstrap, group) == 0, "the consumer left the group (no wait for the session timeout)"
     assert uncommitted(kafka, group, topics) == 0, "every ingested record's offset was committed"
 
     # what is left is flushed by the next instance; each writeback is in the CRM once
@@ -115,6 +107,7 @@ def test_sigterm_mid_batch_finishes_and_records_it_commits_leaves_the_group_and_
         assert len(markers(sim, contact)) == 1
         assert len(sim.tasks_for(contact)) == 1
     ledger.close()
+
 
 def test_sigterm_while_a_crm_call_outlasts_the_shutdown_timeout_abandons_the_batch_and_exits_within_it(
     service, kafka, schema_registry, sim, tmp_path
