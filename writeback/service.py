@@ -81,6 +81,19 @@ class _Heartbeat:
         return f"stalled: {', '.join(late)}" if late else None
 
 
+class _Access:
+    """Why the instance cannot start serving yet (None once it can): /readyz reports it."""
+
+    def __init__(self) -> None:
+        self.waiting: str | None = "starting"
+
+    def report(self, reason: str | None) -> None:
+        self.waiting = reason or "starting"
+
+    def granted(self) -> None:
+        self.waiting = None
+
+
 def build_flusher(
     config: ServiceConfig,
     ledger: Ledger,
@@ -113,20 +126,20 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
 
 def _serve(config: ServiceConfig, stop: threading.Event) -> None:
     heartbeat = _Heartbeat("ingest", "flusher")
-    blocked: list[str | None] = ["starting"]
+    gate = _Access()
 
     def ready() -> str | None:
         if stop.is_set():
             return "stopping"
-        return blocked[0] or heartbeat.stalled(max(60.0, 10 * config.flush_interval_s))
+        return gate.waiting or heartbeat.stalled(max(60.0, 10 * config.flush_interval_s))
 
     server = None
     if config.metrics_port is not None:
         server = health.serve_http(config.http_host, config.metrics_port, live=lambda: None, ready=ready)
         log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
     try:
-        if access.wait_for_access(config, stop, lambda reason: blocked.__setitem__(0, reason or "starting")):
-            _run(config, stop, heartbeat, lambda: blocked.__setitem__(0, None))
+        if access.wait_for_access(config, stop, gate.report):
+            _run(config, stop, heartbeat, gate.granted)
     finally:
         if server is not None:
             server.shutdown()
