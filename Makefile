@@ -16,6 +16,7 @@ deps: system-deps $(VENV)/.installed stack-build
 
 system-deps:
 	bash deploy/local/install-system-deps.sh
+	bash deploy/local/install-go-tools.sh
 
 # Two distributions, both editable: the runtime (with its test extras) and dev/ (simulators,
 # local stack, demo, samples), in one pip command so `writeback-dev`'s requirement on `writeback`
@@ -33,4 +34,4 @@ bench: deps
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .stack deploy/local/*/target
+	rm -rf $(VENV) .stack deploy/local/*/target deploy/local/tools

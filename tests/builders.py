@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from writeback.contract.events import (
     ActivityEvent,
@@ -114,6 +115,15 @@ def group_consumer(bootstrap: str, group: str, topics: Topics, **extra: Any) -> 
     )
     consumer.subscribe([topics.subscriber, topics.activity])
     return consumer
+
+
+def group_members(bootstrap: str, group: str) -> int:
+    """How many members the broker counts in the consumer group (0 before anyone joined)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        return len(admin.describe_consumer_groups([group])[group].result(10).members)
+    except KafkaException:  # no coordinator yet: the group has not been joined
+        return 0
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

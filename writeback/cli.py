@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from writeback.config import ServiceConfig
+from writeback.config import ServiceConfig, load_config
 from writeback.ledger.rows import Status, WritebackClass
 
 if TYPE_CHECKING:
@@ -46,6 +46,16 @@ BootstrapOption = Annotated[
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+def _config() -> ServiceConfig:
+    """WRITEBACK_* settings; a bad one is a one-line error naming the variable, never a traceback."""
+    from writeback.errors import ConfigError
+
+    try:
+        return load_config()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
 
 
 DEV_TOOLS_HINT = (
@@ -81,14 +91,22 @@ def _logging(verbose: bool) -> None:
 
 @app.command()
 def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Run the consumer service (configured by WRITEBACK_* environment variables)."""
+    """Run the consumer service (configured by WRITEBACK_* environment variables).
+
+    Not ready (/readyz 503, the reason logged) while the broker or registry refuses its
+    credentials; SIGTERM stops it within WRITEBACK_SHUTDOWN_TIMEOUT_S."""
+    from writeback.errors import ConfigError
     from writeback.service import install_stop_handlers
     from writeback.service import serve as run
 
     _logging(verbose)
+    config = _config()
     stop = threading.Event()
     install_stop_handlers(stop)
-    run(ServiceConfig(), stop)
+    try:
+        run(config, stop)
+    except ConfigError as exc:  # e.g. a secret reference that names nothing
+        raise _fail(str(exc)) from None
 
 
 @stack_app.command("up")
@@ -135,7 +153,7 @@ def publish(
     from writeback.errors import WritebackError
     from writeback.kafka.producer import Publisher
 
-    config = ServiceConfig()
+    config = _config()
     try:
         stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -151,8 +169,10 @@ def publish(
     published = 0
     if not dry_run and events:
         try:
-            serde = EventSerde(registry_client(registry or config.schema_registry_url))
-            with Publisher(bootstrap or config.bootstrap_servers, serde) as publisher, Progress(
+            serde = EventSerde(registry_client(registry or config.schema_registry_url, config.registry_config()))
+            with Publisher(
+                bootstrap or config.bootstrap_servers, serde, config=config.kafka.client_config()
+            ) as publisher, Progress(
                 transient=True, disable=len(events) < 1000
             ) as progress:
                 task = progress.add_task("publishing", total=len(events))
@@ -175,7 +195,8 @@ def schemas_register(registry: RegistryOption = None) -> None:
     from writeback.contract.schema_registry import register_all
     from writeback.contract.serde import registry_client
 
-    results = register_all(registry_client(registry or ServiceConfig().schema_registry_url))
+    config = _config()
+    results = register_all(registry_client(registry or config.schema_registry_url, config.registry_config()))
     _report_subjects(results)
 
 
@@ -185,7 +206,8 @@ def schemas_check(registry: RegistryOption = None) -> None:
     from writeback.contract.schema_registry import check_all
     from writeback.contract.serde import registry_client
 
-    results = check_all(registry_client(registry or ServiceConfig().schema_registry_url))
+    config = _config()
+    results = check_all(registry_client(registry or config.schema_registry_url, config.registry_config()))
     _report_subjects(results)
 
 
@@ -223,6 +245,14 @@ DatabaseOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+@app.command()
+def migrate(database: DatabaseOption = None) -> None:
+    """Bring the ledger database to the newest schema and exit: what a deployment runs once
+    before rolling out a new version (`serve` migrates at start too; concurrent runs are safe)."""
+    with _ledger(database):
+        typer.echo("ledger schema is up to date")
+
+
 def _parse_since(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
@@ -240,7 +270,7 @@ def _ledger(database: str | None) -> Iterator[Ledger]:
 
     from writeback.ledger import Ledger
 
-    url = database or ServiceConfig().database_url
+    url = database or _config().database_url
     try:
         ledger = Ledger.connect(url)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
@@ -532,21 +562,23 @@ def replay(
     from writeback.service import build_flusher
     from writeback.settings import StoredSettings
 
-    config = ServiceConfig()
+    config = _config()
     filters = replaying.Filters(connection, account, error_code, since, until, frozenset(ids or ()))
     console = _console()
     with _ledger(database) as ledger:
         try:
-            serde = EventSerde(registry_client(registry or config.schema_registry_url))
+            serde = EventSerde(registry_client(registry or config.schema_registry_url, config.registry_config()))
             consumer = Consumer(
-                {
-                    "bootstrap.servers": bootstrap or config.bootstrap_servers,
+                config.kafka_config(bootstrap)
+                | {
                     "group.id": group,
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                 }
             )
-            sink = DeadLetterSink.connect(bootstrap or config.bootstrap_servers, serde, config.dead_letter_prefix)
+            sink = DeadLetterSink.connect(
+                bootstrap or config.bootstrap_servers, serde, config.dead_letter_prefix, config=config.kafka.client_config()
+            )
         except WritebackError as exc:
             raise _fail(str(exc), 1) from None
         settings = StoredSettings(ledger)
@@ -559,7 +591,7 @@ def replay(
             settings,
             flusher,
             ingest=ingest,
-            fetch=replaying.original_reader(bootstrap or config.bootstrap_servers),
+            fetch=replaying.original_reader(bootstrap or config.bootstrap_servers, config=config.kafka.client_config()),
             wait=timedelta(seconds=wait),
         )
         topics = replaying.dead_letter_topics(consumer, config.dead_letter_prefix, kind or ())
@@ -628,8 +660,8 @@ def _community_publish(bootstrap: str | None, registry: str | None) -> Iterator[
 
     config = ServiceConfig()
     try:
-        serde = EventSerde(registry_client(registry or config.schema_registry_url))
-        publisher = Publisher(bootstrap or config.bootstrap_servers, serde)
+        serde = EventSerde(registry_client(registry or config.schema_registry_url, config.registry_config()))
+        publisher = Publisher(bootstrap or config.bootstrap_servers, serde, config=config.kafka.client_config())
     except WritebackError as exc:
         raise _fail(str(exc), 1) from None
     with publisher:

@@ -31,7 +31,7 @@ class _Quiet(WSGIRequestHandler):
 
 def app(live: Check, ready: Check, routes: Mapping[str, WsgiApp] | None = None) -> WsgiApp:
     metrics_app = make_wsgi_app()
-    prefixed = dict(routes or {})
+    prefixed = routes if routes is not None else {}  # read per request: routes may join later
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -95,13 +96,20 @@ class Planned:
     reason: str = ""
 
 
-def original_reader(bootstrap_servers: str, timeout: float = 10.0) -> Callable[[OriginalRecord], OriginalRecord | None]:
+def original_reader(
+    bootstrap_servers: str, timeout: float = 10.0, *, config: dict[str, Any] | None = None
+) -> Callable[[OriginalRecord], OriginalRecord | None]:
     """Reads a record that its dead letter carries only as a digest from where it was consumed;
     None when it is gone (retention) or is not the record the digest names."""
 
     def read(original: OriginalRecord) -> OriginalRecord | None:
         consumer = Consumer(
-            {"bootstrap.servers": bootstrap_servers, "group.id": "writeback-replay-reader", "enable.auto.commit": False}
+            {
+                **(config or {}),
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": "writeback-replay-reader",
+                "enable.auto.commit": False,
+            }
         )
         try:
             consumer.assign([TopicPartition(original.topic, original.partition, original.offset)])

@@ -2,11 +2,19 @@
 
 Instances scale by joining the consumer group (partitions are shared) and the same database
 (flush leases are shared); nothing else is coordinated.
+
+Stopping (SIGTERM or SIGINT) is bounded for orchestrators' grace periods: ingest finishes the
+batch in hand (stored and committed, or not committed at all) and the consumer leaves the group;
+the flusher finishes the CRM call in flight, records its outcome and releases its lease, and
+starts no other. If that takes longer than `shutdown_timeout_s` the process exits anyway (status
+1): rows claimed and not yet recorded stay in flight, the next lease holder returns them to
+pending, and the adapters' idempotency keeps the second write from doubling the first.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -16,7 +24,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from writeback import health
+from writeback import access, health
 from writeback.adapters.community import endpoints as community_endpoints
 from writeback.adapters.community import scheduler as community_scheduler
 from writeback.adapters.community.sync import kafka_publish
@@ -39,6 +47,29 @@ def install_stop_handlers(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
+def exit_after(stop: threading.Event, timeout: float) -> threading.Event:
+    """Once stopping, give the process `timeout` seconds to finish cleanly (to set the event
+    returned), then end it."""
+    done = threading.Event()
+
+    def watch() -> None:
+        stop.wait()
+        started = time.monotonic()
+        if done.wait(timeout):
+            return
+        log.error(
+            "stop not finished within %.0fs (%.1fs): exiting with the in-flight batch abandoned; "
+            "its rows are returned to pending when the lease expires and written again idempotently",
+            timeout,
+            time.monotonic() - started,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="stop-watchdog", daemon=True).start()
+    return done
+
+
 class _Heartbeat:
     """When each loop last finished a pass; /readyz fails when one stalls."""
 
@@ -54,12 +85,26 @@ class _Heartbeat:
         return f"stalled: {', '.join(late)}" if late else None
 
 
+class _Access:
+    """Why the instance cannot start serving yet (None once it can): /readyz reports it."""
+
+    def __init__(self) -> None:
+        self.waiting: str | None = "starting"
+
+    def report(self, reason: str | None) -> None:
+        self.waiting = reason or "starting"
+
+    def granted(self) -> None:
+        self.waiting = None
+
+
 def build_flusher(
     config: ServiceConfig,
     ledger: Ledger,
     settings: Callable[[], Settings],
     serde: EventSerde,
     sink: DeadLetterSink,
+    stop: threading.Event | None = None,
 ) -> flushing.Flusher:
     """The flusher `serve` runs; replay builds the same one, so both take one path to a CRM."""
     return flushing.Flusher(
@@ -71,32 +116,61 @@ def build_flusher(
         policy=config.retry,
         breakers=BreakerRegistry(config.breaker),
         lease_ttl=timedelta(seconds=config.lease_ttl_s),
+        stop=stop,
     )
 
 
 def serve(config: ServiceConfig, stop: threading.Event) -> None:
+    done = exit_after(stop, config.shutdown_timeout_s)
+    try:
+        _serve(config, stop)
+    finally:
+        done.set()
+
+
+def _serve(config: ServiceConfig, stop: threading.Event) -> None:
+    heartbeat = _Heartbeat("ingest", "flusher")
+    gate = _Access()
+
+    def ready() -> str | None:
+        if stop.is_set():
+            return "stopping"
+        return gate.waiting or heartbeat.stalled(max(60.0, 10 * config.flush_interval_s))
+
+    routes: dict[str, health.WsgiApp] = {}  # the community's endpoints join once the ledger is open
+    server = None
+    if config.metrics_port is not None:
+        server = health.serve_http(config.http_host, config.metrics_port, live=lambda: None, ready=ready, routes=routes)
+        log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
+    try:
+        if access.wait_for_access(config, stop, gate.report):
+            _run(config, stop, heartbeat, gate.granted, routes)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def _run(
+    config: ServiceConfig,
+    stop: threading.Event,
+    heartbeat: _Heartbeat,
+    started: Callable[[], None],
+    routes: dict[str, health.WsgiApp],
+) -> None:
     ledger = Ledger.connect(config.database_url)
     if config.settings_file:
         apply(ledger, load_settings(Path(config.settings_file)), datetime.now(UTC))
         log.info("settings applied from %s", config.settings_file)
     settings = StoredSettings(ledger, timedelta(seconds=config.settings_ttl_s))
-    serde = EventSerde(registry_client(config.schema_registry_url))
-    sink = DeadLetterSink.connect(config.bootstrap_servers, serde, config.dead_letter_prefix)
+    serde = EventSerde(registry_client(config.schema_registry_url, config.registry_config()))
+    sink = DeadLetterSink.connect(
+        config.bootstrap_servers, serde, config.dead_letter_prefix, config=config.kafka.client_config()
+    )
     ingest = ingesting.Ingest(ledger, serde, config.topic_models(), settings, sink)
-    flusher = build_flusher(config, ledger, settings, serde, sink)
-    heartbeat = _Heartbeat("ingest", "flusher")
-    community_publisher = Publisher(config.bootstrap_servers, serde)
+    flusher = build_flusher(config, ledger, settings, serde, sink, stop)
+    community_publisher = Publisher(config.bootstrap_servers, serde, config=config.kafka.client_config())
     publish_community = kafka_publish(community_publisher, config.community_topic)
-    server = None
-    if config.metrics_port is not None:
-        server = health.serve_http(
-            config.http_host,
-            config.metrics_port,
-            live=lambda: None,
-            ready=lambda: heartbeat.stalled(max(60.0, 10 * config.flush_interval_s)),
-            routes={community_endpoints.PREFIX: community_endpoints.app(ledger, settings, publish_community)},
-        )
-        log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
+    routes[community_endpoints.PREFIX] = community_endpoints.app(ledger, settings, publish_community)
     hourly = threading.Thread(
         target=community_scheduler.run,
         args=(community_scheduler.Hourly(ledger, settings, publish_community), stop),
@@ -104,6 +178,9 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         name="community-hourly",
     )
     hourly.start()
+    heartbeat.beat("ingest")
+    heartbeat.beat("flusher")
+    started()
 
     flush_thread = threading.Thread(
         target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
@@ -123,15 +200,15 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         )
     finally:
         stop.set()
+        log.info("stopping: leaving the consumer group, finishing the flush in flight")
         consumer.close()
         flush_thread.join()
         hourly.join()
         community_publisher.close()
         flusher.close()
         sink.close()
-        if server is not None:
-            server.shutdown()
         ledger.close()
+        log.info("stopped")
 
 
 def _flush_loop(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -40,8 +41,9 @@ from writeback.errors import DecodeError, InvalidEvent, RegistryUnavailable
 MAGIC_BYTE = 0
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url, "timeout": 10})
+def registry_client(url: str, access: Mapping[str, str] | None = None) -> SchemaRegistryClient:
+    """`access`: basic auth and TLS properties (`ServiceConfig.registry_config()`)."""
+    return SchemaRegistryClient({"url": url, "timeout": 10, **(access or {})})
 
 
 class EventSerde:

@@ -81,6 +81,7 @@ class Flusher:
         lease_ttl: timedelta = timedelta(seconds=60),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
@@ -94,6 +95,8 @@ class Flusher:
         self.lease_ttl = lease_ttl
         self.clock = clock
         self.rng = rng or random.Random()
+        # set when the process is stopping: the batch in flight is finished, no other is claimed
+        self.stopping = stop or threading.Event()
         self._open: dict[str, tuple[Connection, Adapter]] = {}
 
     def close(self) -> None:
@@ -105,6 +108,8 @@ class Flusher:
         """One pass: every connection with due rows, as far as its lease and breaker allow."""
         report = FlushReport()
         for connection_id in self.ledger.connections_with_due_rows(self.clock()):
+            if self.stopping.is_set():
+                break
             try:
                 self.flush_connection(connection_id, report)
             except (PublishError, RegistryUnavailable, SQLAlchemyError):
@@ -127,7 +132,7 @@ class Flusher:
         if not self.ledger.acquire_lease(connection_id, self.owner, self.clock(), self.lease_ttl):
             return report  # another instance is flushing it
         try:
-            while breaker.allow(self.clock()):
+            while breaker.allow(self.clock()) and not self.stopping.is_set():
                 now = self.clock()
                 batch = self.ledger.claim_due(connection_id, self.owner, now, adapter.max_batch)
                 if not batch:

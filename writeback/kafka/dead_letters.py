@@ -20,6 +20,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -167,13 +168,21 @@ class DeadLetterSink:
         self.prefix = prefix
 
     @classmethod
-    def connect(cls, bootstrap_servers: str, serde: EventSerde, prefix: str = DLQ_TOPIC_PREFIX) -> DeadLetterSink:
-        """A sink whose producer is sized to what the dead-letter topics accept."""
+    def connect(
+        cls,
+        bootstrap_servers: str,
+        serde: EventSerde,
+        prefix: str = DLQ_TOPIC_PREFIX,
+        *,
+        config: dict[str, Any] | None = None,
+    ) -> DeadLetterSink:
+        """A sink whose producer is sized to what the dead-letter topics accept. `config`: the
+        clients' security properties (`ServiceConfig.kafka_config()`)."""
         try:
-            limit = message_limit(bootstrap_servers, prefix)
+            limit = message_limit(bootstrap_servers, prefix, config=config)
         except KafkaException as exc:
             raise BrokerUnavailable(f"dead-letter topic limits unreadable: {exc}") from None
-        publisher = Publisher(bootstrap_servers, serde, config={"message.max.bytes": limit})
+        publisher = Publisher(bootstrap_servers, serde, config={**(config or {}), "message.max.bytes": limit})
         return cls(publisher, prefix)
 
     def close(self) -> None:

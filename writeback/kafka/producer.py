@@ -18,15 +18,19 @@ from writeback.contract.serde import EventSerde
 from writeback.errors import BrokerUnavailable, PublishError, RecordTooLarge
 
 Record = Event | DeadLetter
+# what the broker says when it will not talk to us: a refused login or certificate
+REFUSALS = (KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED)
 DeliveryCallback = Callable[[Record, KafkaError | None], None]
 Headers = list[tuple[str, bytes]]
 
 
-def message_limit(bootstrap_servers: str, topic_prefix: str, timeout: float = 10.0) -> int:
+def message_limit(
+    bootstrap_servers: str, topic_prefix: str, timeout: float = 10.0, *, config: dict[str, Any] | None = None
+) -> int:
     """The largest record the broker takes on the topics named with this prefix: the smallest
     of their `max.message.bytes` and of the broker's `message.max.bytes`, which topics created
     later inherit. A producer sized to it fails fast on a record that would be refused anyway."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0, **(config or {})})
     metadata = admin.list_topics(timeout=timeout)
     resources = [ConfigResource(ResourceType.BROKER, str(next(iter(metadata.brokers))))]
     resources += [ConfigResource(ResourceType.TOPIC, t) for t in metadata.topics if t.startswith(topic_prefix)]
@@ -51,8 +55,10 @@ class Publisher:
         self.serde = serde
         self.delivered = 0
         self.failures: list[tuple[Record, KafkaError]] = []
+        refusals: list[KafkaError] = []  # why the broker would not talk to us (login, TLS)
         self._producer = Producer(
             {
+                "error_cb": lambda e: refusals.append(e) if e.code() in REFUSALS else None,
                 "bootstrap.servers": bootstrap_servers,
                 "enable.idempotence": True,
                 "acks": "all",
@@ -65,9 +71,10 @@ class Publisher:
         try:
             self._producer.list_topics(timeout=connect_timeout)
         except KafkaException as exc:
+            self._producer.poll(0.5)  # serves error_cb
+            reason = refusals[0].str() if refusals else exc.args[0].str() if exc.args else str(exc)
             raise BrokerUnavailable(
-                f"Kafka broker at {bootstrap_servers} unreachable within {connect_timeout:.0f}s: "
-                f"{exc.args[0].str() if exc.args else exc}"
+                f"Kafka broker at {bootstrap_servers} unreachable within {connect_timeout:.0f}s: {reason}"
             ) from None
 
     def publish(

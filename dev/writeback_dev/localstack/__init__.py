@@ -13,11 +13,11 @@ from pathlib import Path
 from types import TracebackType
 
 from writeback_dev.localstack import processes
-from writeback_dev.localstack.kafka import KafkaBroker
+from writeback_dev.localstack.kafka import KafkaBroker, SaslSslListener
 from writeback_dev.localstack.postgres import PostgresServer
 from writeback_dev.localstack.registry import SchemaRegistry
 
-__all__ = ["KafkaBroker", "LocalStack", "PostgresServer", "SchemaRegistry"]
+__all__ = ["KafkaBroker", "LocalStack", "PostgresServer", "SaslSslListener", "SchemaRegistry"]
 
 
 @dataclass

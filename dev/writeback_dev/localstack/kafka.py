@@ -10,7 +10,7 @@ import base64
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -62,17 +62,37 @@ def _cluster_id() -> str:
             return candidate
 
 
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A second listener as users' clusters have it: TLS with a key store the caller made (see
+    `localstack.tls`), SCRAM-SHA-512 users (created at format time by Kafka's own StorageTool,
+    `--add-scram`) and PLAIN users (in the listener's JAAS configuration)."""
+
+    keystore: Path
+    keystore_password: str
+    scram_users: dict[str, str] = field(default_factory=dict)
+    plain_users: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=processes.free_port)
+
+
 @dataclass
 class KafkaBroker:
     workdir: Path
     port: int = field(default_factory=processes.free_port)
     controller_port: int = field(default_factory=processes.free_port)
     heap: str = "512m"
+    sasl_ssl: SaslSslListener | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL listener, by the name its certificate carries."""
+        assert self.sasl_ssl is not None, "no SASL_SSL listener configured"
+        return f"localhost:{self.sasl_ssl.port}"
 
     @property
     def log_path(self) -> Path:
@@ -100,10 +120,32 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
         }
+        if self.sasl_ssl is not None:
+            props.update(self._sasl_ssl_props(self.sasl_ssl))
         path = self.workdir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.workdir / "log4j2.properties").write_text(_LOG4J2.format(log=self.log_path))
         return path
+
+    def _sasl_ssl_props(self, listener: SaslSslListener) -> dict[str, str]:
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in listener.plain_users.items())
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+            f"SASL_SSL://localhost:{listener.port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://localhost:{listener.port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(listener.keystore),
+            "ssl.keystore.password": listener.keystore_password,
+            "ssl.key.password": listener.keystore_password,
+        }
+
+    def _scram_args(self) -> list[str]:
+        users = self.sasl_ssl.scram_users if self.sasl_ssl is not None else {}
+        return [arg for name, pw in users.items() for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={pw}]")]
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
@@ -126,13 +168,15 @@ class KafkaBroker:
     def new_ports(self) -> None:
         self.port = processes.free_port()
         self.controller_port = processes.free_port()
+        if self.sasl_ssl is not None:
+            self.sasl_ssl = replace(self.sasl_ssl, port=processes.free_port())
 
     def launch(self) -> None:
         processes.require_tool("java", "install a JDK 17+ (apt-get install openjdk-17-jre-headless)")
         shutil.rmtree(self.workdir / "data", ignore_errors=True)  # a retry formats afresh
         config = self._write_config()
         processes.run_checked(
-            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)),
+            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), *self._scram_args()),
             "formatting Kafka KRaft storage",
             timeout=120,
         )

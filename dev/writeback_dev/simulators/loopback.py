@@ -12,8 +12,9 @@ import uvicorn
 
 
 class LoopbackServer:
-    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
-        self.app, self.host, self.name = app, host, name
+    def __init__(self, app: Any, host: str, port: int, name: str, tls: tuple[str, str] | None = None) -> None:
+        """`tls`: (certificate chain file, key file) to serve https."""
+        self.app, self.host, self.name, self.tls = app, host, name, tls
         self._requested_port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -27,12 +28,17 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         sock = self._bind()
         config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            **({"ssl_certfile": self.tls[0], "ssl_keyfile": self.tls[1]} if self.tls else {}),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name=self.name, daemon=True)
