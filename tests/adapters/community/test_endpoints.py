@@ -141,7 +141,7 @@ def test_serve_answers_on_send_on_its_http_port(setup, community, kafka, schema_
 
             def up() -> bool:
                 try:
-                    return client.get("/healthz").status_code == 200
+                    return client.get("/readyz").status_code == 200  # serving, community routes included
                 except httpx.TransportError:
                     return False
 
