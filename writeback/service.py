@@ -14,15 +14,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from confluent_kafka import Consumer
+from sqlalchemy.exc import SQLAlchemyError
 
-from writeback import health
+from writeback import health, metrics
 from writeback.config import ServiceConfig
 from writeback.contract.serde import EventSerde, registry_client
 from writeback.flush import flusher as flushing
 from writeback.flush.breaker import BreakerRegistry
 from writeback.ingest import consume as ingesting
 from writeback.kafka.dead_letters import DeadLetterSink
+from writeback.kafka.group import GroupState
 from writeback.kafka.lag import ConsumerLag
 from writeback.ledger import Ledger
 from writeback.settings import Settings, StoredSettings, apply, load_settings
@@ -48,6 +51,24 @@ class _Heartbeat:
         now = time.monotonic()
         late = [n for n, at in self.beats.items() if now - at > limit]
         return f"stalled: {', '.join(late)}" if late else None
+
+
+def _first_problem(*checks: Callable[[], str | None]) -> str | None:
+    """What /readyz reports: the first check that fails, so an outage does not run every probe."""
+    for check in checks:
+        problem = check()
+        if problem is not None:
+            return problem
+    return None
+
+
+def _database_problem(ledger: Ledger) -> str | None:
+    try:
+        with ledger.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return f"database unreachable ({type(exc).__name__})"  # its message can quote the URL
+    return None
 
 
 def build_flusher(
@@ -81,13 +102,18 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
     ingest = ingesting.Ingest(ledger, serde, config.topic_models(), settings, sink)
     flusher = build_flusher(config, ledger, settings, serde, sink)
     heartbeat = _Heartbeat("ingest", "flusher")
+    group = GroupState()
+    metrics.record_build_info()
     server = None
     if config.metrics_port is not None:
+        stall_limit = max(60.0, 10 * config.flush_interval_s)
         server = health.serve_http(
             config.http_host,
             config.metrics_port,
             live=lambda: None,
-            ready=lambda: heartbeat.stalled(max(60.0, 10 * config.flush_interval_s)),
+            ready=lambda: _first_problem(
+                lambda: heartbeat.stalled(stall_limit), group.problem, lambda: _database_problem(ledger)
+            ),
         )
         log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
 
@@ -95,7 +121,7 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
     )
     flush_thread.start()
-    consumer = Consumer(config.consumer_config())
+    consumer = Consumer(config.consumer_config() | group.consumer_config())
     consumer.subscribe(config.topics)
     lag = ConsumerLag()
     log.info("consuming %s from %s as %s", ",".join(config.topics), config.bootstrap_servers, flusher.owner)

@@ -28,10 +28,16 @@ from writeback.contract.events import MODELS_BY_TYPE
 from writeback.contract.serde import EventSerde
 from writeback.errors import PublishError, RegistryUnavailable
 from writeback.flush.breaker import BreakerRegistry, BreakerState, Transition
-from writeback.flush.retries import RetryPolicy, batch_health, decide, error_class
+from writeback.flush.retries import (
+    RetryPolicy,
+    batch_health,
+    decide,
+    error_class,
+    error_kind,
+)
 from writeback.kafka import dead_letters
 from writeback.kafka.dead_letters import DeadLetterSink
-from writeback.ledger.rows import Claimed
+from writeback.ledger.rows import Claimed, Status
 from writeback.ledger.store import Ledger, RowResult
 from writeback.settings import Account, Connection, Settings
 
@@ -124,7 +130,7 @@ class Flusher:
         adapter = self._adapter(account, connection)
         if adapter is None:
             return report
-        if not self.ledger.acquire_lease(connection_id, self.owner, self.clock(), self.lease_ttl):
+        if not self._lease(connection_id, self.clock()):
             return report  # another instance is flushing it
         try:
             while breaker.allow(self.clock()):
@@ -143,15 +149,18 @@ class Flusher:
                 breaker.record(batch_health(outcomes), now)
                 report.batches += 1
                 report.add(results)
-                for result in results:
-                    metrics.FLUSH_OUTCOMES.labels(
-                        connection.kind, result.status.value, result.error_code or ""
-                    ).inc()
-                if not self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl):
+                _outcome_metrics(connection.kind, batch, outcomes, results, now)
+                if not self._lease(connection_id, now):
                     break
         finally:
             self.ledger.release_lease(connection_id, self.owner)
         return report
+
+    def _lease(self, connection_id: str, now: datetime) -> bool:
+        taken = self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl)
+        if taken:
+            metrics.LEASE_RENEWED.labels(connection_id).set(now.timestamp())
+        return taken
 
     def _adapter(self, account: Account, connection: Connection) -> Adapter | None:
         """Adapters are kept per connection and rebuilt when its settings change."""
@@ -215,6 +224,30 @@ class Flusher:
         return len(letters)
 
 
+def _outcome_metrics(
+    kind: str, batch: Sequence[Claimed], outcomes: Sequence[Outcome], results: Sequence[RowResult], now: datetime
+) -> None:
+    """Outcomes by code; how late completed writebacks are; retries and what the CRM asked for."""
+    for row, outcome, result in zip(batch, outcomes, results, strict=True):
+        metrics.FLUSH_OUTCOMES.labels(kind, result.status.value, result.error_code or "").inc()
+        if result.status is Status.COMPLETED:
+            metrics.WRITEBACK_LATENCY.labels(kind, row.wb_class.value).observe(
+                max((now - row.occurred_at).total_seconds(), 0.0)
+            )
+            if row.window_closes_at is not None:
+                metrics.WINDOW_LATENESS.labels(kind, row.wb_class.value).observe(
+                    max((now - row.window_closes_at).total_seconds(), 0.0)
+                )
+        elif result.status is Status.PENDING:
+            metrics.RETRIES_SCHEDULED.labels(kind, result.error_code or "").inc()
+            if result.next_attempt_at is not None:
+                metrics.RETRY_WAIT_SECONDS.labels(kind).observe(max((result.next_attempt_at - now).total_seconds(), 0.0))
+        if error_kind(outcome) is ErrorKind.THROTTLED:
+            metrics.THROTTLED.labels(kind).inc()
+            if outcome.retry_after is not None:
+                metrics.RETRY_AFTER_SECONDS.labels(kind).observe(outcome.retry_after)
+
+
 def _breaker_metrics(transition: Transition) -> None:
     metrics.BREAKER_STATE.labels(transition.connection_id).set(int(transition.new))
     if transition.new is BreakerState.OPEN:
@@ -229,6 +262,13 @@ def refresh_gauges(ledger: Ledger, now: datetime | None = None) -> None:
         metrics.LEDGER_ROWS.labels(connection_id, status).set(rows)
     oldest = ledger.oldest_due(now)
     metrics.OLDEST_DUE_SECONDS.set((now - oldest).total_seconds() if oldest else 0)
+    for gauge in (metrics.PENDING_ROWS, metrics.DUE_ROWS, metrics.CONNECTION_OLDEST_DUE_SECONDS):
+        gauge.clear()
+    for connection_id, wb_class, pending, due, closed in ledger.backlog(now):
+        metrics.PENDING_ROWS.labels(connection_id, wb_class).set(pending)
+        metrics.DUE_ROWS.labels(connection_id, wb_class).set(due)
+        age = (now - closed).total_seconds() if closed is not None else 0.0
+        metrics.CONNECTION_OLDEST_DUE_SECONDS.labels(connection_id, wb_class).set(age)
 
 
 def run(
