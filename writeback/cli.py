@@ -605,6 +605,13 @@ def replay(
     typer.echo(f"{summary.read} dead letters read, {summary.matched} matched: {verdicts}")
     if outcomes:
         typer.echo(f"outcomes: {outcomes}")
+    if config.pushgateway_url and not dry_run:
+        from prometheus_client import REGISTRY, push_to_gateway
+
+        try:
+            push_to_gateway(config.pushgateway_url, job="writeback_replay", registry=REGISTRY)
+        except OSError as exc:
+            typer.echo(f"metrics not pushed to the Pushgateway: {type(exc).__name__}", err=True)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ class ServiceConfig(BaseSettings):
     flush_interval_s: float = Field(1.0, gt=0)
     lease_ttl_s: float = Field(60.0, gt=0, description="A dead instance's connections wait this long")
     settings_ttl_s: float = Field(5.0, ge=0, description="How often stored settings are re-read")
+    pushgateway_url: str | None = Field(None, description="`writeback replay` pushes its metrics here when set (job writeback_replay)")
     retry: RetryPolicy = RetryPolicy()  # e.g. WRITEBACK_RETRY__BASE_DELAY=PT0.5S (ISO 8601)
     breaker: BreakerPolicy = BreakerPolicy()
 

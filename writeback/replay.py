@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from writeback import metrics
 from writeback.contract.events import DeadLetter, Event, OriginalRecord
 from writeback.contract.serde import EventSerde
 from writeback.errors import DecodeError
@@ -365,4 +366,15 @@ def run(
             batch = []
     if batch:
         process(batch)
+    if not dry_run:
+        _count(summary)
     return summary
+
+
+def _count(summary: Summary) -> None:
+    """A replay's totals as counters: `writeback replay` pushes them when a Pushgateway is set."""
+    metrics.REPLAY_RUNS.inc()
+    for verdict, n in summary.verdicts.items():
+        metrics.REPLAY_LETTERS.labels(verdict).inc(n)
+    for outcome, n in summary.outcomes.items():
+        metrics.REPLAY_OUTCOMES.labels(outcome).inc(n)
