@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from writeback import metrics
+from writeback import logs, metrics
 from writeback.adapters.base import Adapter, ErrorKind, Outcome, Writeback
 from writeback.contract.events import MODELS_BY_TYPE
 from writeback.contract.serde import EventSerde
@@ -116,7 +116,12 @@ class Flusher:
             except (PublishError, RegistryUnavailable, SQLAlchemyError):
                 raise  # the broker, registry or database is away: every connection waits for it
             except Exception as exc:  # noqa: BLE001 - one connection's trouble must not stop the others
-                log.warning("connection %s: flush failed (%s); its rows are retried", connection_id, type(exc).__name__)
+                log.warning(
+                    "connection %s: flush failed (%s); its rows are retried",
+                    connection_id,
+                    type(exc).__name__,
+                    extra=logs.fields(connection=connection_id),
+                )
         return report
 
     def flush_connection(self, connection_id: str, report: FlushReport | None = None) -> FlushReport:
@@ -173,7 +178,12 @@ class Flusher:
         try:
             adapter = self.adapters(account, connection)
         except Exception as exc:  # noqa: BLE001 - a misconfigured connection must not stop the others
-            log.error("connection %s cannot be opened (%s); its rows wait", connection.id, type(exc).__name__)
+            log.error(
+                "connection %s cannot be opened (%s); its rows wait",
+                connection.id,
+                type(exc).__name__,
+                extra=logs.fields(connection=connection.id, kind=connection.kind),
+            )
             return None
         if adapter is None:
             log.warning("no adapter for %s connection %s; its rows wait", connection.kind, connection.id)
@@ -196,7 +206,7 @@ class Flusher:
         try:
             outcomes = list(adapter.write(typed)) if typed else []
         except Exception as exc:
-            log.exception("adapter for %s raised", connection.id)
+            log.exception("adapter for %s raised", connection.id, extra=logs.fields(connection=connection.id, kind=connection.kind))
             outcomes = [Outcome.retry(wb.id, ADAPTER_ERROR, type(exc).__name__) for wb in typed]
         finally:
             metrics.FLUSH_BATCH_SECONDS.labels(connection.kind).observe(time.perf_counter() - started)
@@ -221,6 +231,14 @@ class Flusher:
         self.sink.send(letters)  # raises unless acknowledged: the rows stay in flight
         for letter in letters:
             metrics.DEAD_LETTERS.labels(letter.crm_kind, letter.error_class.value).inc()
+            log.warning(
+                "writeback %s failed (%s) and was dead-lettered; `writeback show` has the CRM's message",
+                letter.writeback_id,
+                letter.error_code,
+                extra=logs.fields(
+                    connection=connection.id, kind=connection.kind, writeback_id=letter.writeback_id, error_code=letter.error_code
+                ),
+            )
         return len(letters)
 
 
