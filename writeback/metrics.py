@@ -3,6 +3,8 @@ codes — never recipients, emails or anything else a customer would call person
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 EVENTS_CONSUMED = Counter(
@@ -185,3 +187,19 @@ def record_build_info() -> None:
             "librdkafka": confluent_kafka.libversion()[0],
         }
     )
+
+
+def initialise(kinds: Iterable[str], error_classes: Iterable[str]) -> None:
+    """Series that would otherwise appear only at their first event, at zero: a rate() or an
+    alert over a counter needs the zero before the first increment, and dashboards need the name."""
+    for outcome in ("retried", "isolated"):
+        INGEST_ERRORS.labels(outcome)
+    classes = list(error_classes)
+    for kind in kinds:
+        THROTTLED.labels(kind)
+        RETRY_AFTER_SECONDS.labels(kind)
+        RETRY_WAIT_SECONDS.labels(kind)
+        CRM_REQUEST_SECONDS.labels(kind)
+        FLUSH_BATCH_SECONDS.labels(kind)
+        for error_class in classes:
+            DEAD_LETTERS.labels(kind, error_class)

@@ -19,7 +19,9 @@ from confluent_kafka import Consumer
 from sqlalchemy.exc import SQLAlchemyError
 
 from writeback import health, metrics
+from writeback.adapters.registry import KINDS
 from writeback.config import ServiceConfig
+from writeback.contract.events import ErrorClass
 from writeback.contract.serde import EventSerde, registry_client
 from writeback.flush import flusher as flushing
 from writeback.flush.breaker import BreakerRegistry
@@ -104,6 +106,7 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
     heartbeat = _Heartbeat("ingest", "flusher")
     group = GroupState()
     metrics.record_build_info()
+    metrics.initialise(KINDS, [c.value for c in ErrorClass])
     server = None
     if config.metrics_port is not None:
         stall_limit = max(60.0, 10 * config.flush_interval_s)

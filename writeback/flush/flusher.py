@@ -132,6 +132,7 @@ class Flusher:
             return report
         account, connection = found
         breaker = self.breakers.get(connection_id)
+        metrics.BREAKER_STATE.labels(connection_id).set(int(breaker.state))  # closed shows too
         adapter = self._adapter(account, connection)
         if adapter is None:
             return report
