@@ -37,7 +37,7 @@ from writeback.flush.retries import (
 )
 from writeback.kafka import dead_letters
 from writeback.kafka.dead_letters import DeadLetterSink
-from writeback.ledger.rows import Claimed, Status
+from writeback.ledger.rows import Claimed, Status, WritebackClass
 from writeback.ledger.store import Ledger, RowResult
 from writeback.settings import Account, Connection, Settings
 
@@ -277,12 +277,16 @@ def refresh_gauges(ledger: Ledger, now: datetime | None = None) -> None:
     """The backlog SREs alert on: rows per connection and status, and the oldest due row."""
     now = now or datetime.now(UTC)
     metrics.LEDGER_ROWS.clear()
-    for (connection_id, status), rows in ledger.counts().items():
+    counts = ledger.counts()
+    for (connection_id, status), rows in counts.items():
         metrics.LEDGER_ROWS.labels(connection_id, status).set(rows)
     oldest = ledger.oldest_due(now)
     metrics.OLDEST_DUE_SECONDS.set((now - oldest).total_seconds() if oldest else 0)
     for gauge in (metrics.PENDING_ROWS, metrics.DUE_ROWS, metrics.CONNECTION_OLDEST_DUE_SECONDS):
         gauge.clear()
+        for connection_id in {c for c, _status in counts}:  # zero, not absent, once drained
+            for wb_class in WritebackClass:
+                gauge.labels(connection_id, wb_class.value).set(0)
     for connection_id, wb_class, pending, due, closed in ledger.backlog(now):
         metrics.PENDING_ROWS.labels(connection_id, wb_class).set(pending)
         metrics.DUE_ROWS.labels(connection_id, wb_class).set(due)

@@ -81,8 +81,20 @@ class Prometheus:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
+    @property
+    def api(self) -> PrometheusAPI:
+        return PrometheusAPI(self.url)
+
+
+
+@dataclass(frozen=True)
+class PrometheusAPI:
+    """Prometheus' HTTP API, of this launcher's server or any other."""
+
+    url: str
+
     def _get(self, path: str, **params: Any) -> Any:
-        reply = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=30).json()
+        reply = httpx.get(f"{self.url.rstrip('/')}/api/v1/{path}", params=params, timeout=30).json()
         if reply.get("status") != "success":
             raise RuntimeError(f"prometheus {path} {json.dumps(params)}: {reply.get('error')}")
         return reply["data"]
