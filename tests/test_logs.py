@@ -127,12 +127,12 @@ def test_serve_json_logs_and_metrics_of_a_hostile_run_hold_no_email_recipient_or
     assert dead[0]["error_code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION" and dead[0]["connection"] == "acme-sf"
     assert sum("set aside" in line["message"] for line in lines) == 2, output[-3000:]
     rejected = {
-        s.labels["reason"]: s.value
+        (s.labels["topic"], s.labels["reason"]): s.value
         for family in text_string_to_metric_families(scrape)
         for s in family.samples
-        if s.name == "writeback_events_rejected_total"
+        if s.name == "writeback_events_rejected_total" and s.value
     }
-    assert rejected == {"INVALID_EVENT": 1, "UNDECODABLE": 1}
+    assert rejected == {(topics["sub"], "INVALID_EVENT"): 1, (topics["sub"], "UNDECODABLE"): 1}
 
     secrets = [written, refused, "raw.three@example.org", bad_email, "hunter2", "s3cr3t-raw", sim.client_secret]
     for where, text in (("logs", output), ("metrics", scrape)):

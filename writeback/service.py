@@ -26,6 +26,7 @@ from writeback.contract.serde import EventSerde, registry_client
 from writeback.flush import flusher as flushing
 from writeback.flush.breaker import BreakerRegistry
 from writeback.ingest import consume as ingesting
+from writeback.kafka import dead_letters
 from writeback.kafka.dead_letters import DeadLetterSink
 from writeback.kafka.group import GroupState
 from writeback.kafka.lag import ConsumerLag
@@ -107,6 +108,9 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
     group = GroupState()
     metrics.record_build_info()
     metrics.initialise(KINDS, [c.value for c in ErrorClass])
+    for topic in config.topics:
+        for reason in (dead_letters.INVALID_EVENT, dead_letters.UNDECODABLE, ingesting.INGEST_ERROR):
+            metrics.EVENTS_REJECTED.labels(topic, reason)
     server = None
     if config.metrics_port is not None:
         stall_limit = max(60.0, 10 * config.flush_interval_s)

@@ -81,6 +81,7 @@ def render(
                 drawn += 1
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
         ax.set_title(panel["title"] + (f" [{unit}]" if unit in ("s", "reqps", "ops") else ""), fontsize=10)
+        ax.set_xlim(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
