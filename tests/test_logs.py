@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.builders import T0, subscriber, wait_for
 from tests.test_service import (  # noqa: F401 - `service` is a fixture
     Instances,
+    one_salesforce_connection,
     publish,
     release_all_windows,
     service,
-    settings_toml,
 )
 from writeback.contract.events import Recipient, SubscriberEvent
 from writeback.contract.serde import EventSerde, registry_client
@@ -69,14 +69,7 @@ def test_serve_json_logs_and_metrics_of_a_hostile_run_hold_no_email_recipient_or
 ):
     instances, topics = service
     assert isinstance(instances, Instances)
-    settings = tmp_path / "settings.toml"
-    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
-    instances.env |= {
-        "WRITEBACK_DATABASE_URL": database,
-        "WRITEBACK_SETTINGS_FILE": str(settings),
-        "WRITEBACK_LOG_FORMAT": "json",
-    }
+    database = one_salesforce_connection(instances, sim, tmp_path, WRITEBACK_LOG_FORMAT="json")
     injection = "x'); DROP TABLE writebacks; --"
     written = "victim.one@example.org"
     refused = "victim.two@example.org"

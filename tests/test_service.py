@@ -117,6 +117,16 @@ def service(kafka, schema_registry, sim, tmp_path, topic_factory, request) -> It
     instances.stop_all()
 
 
+def one_salesforce_connection(instances: Instances, sim: SalesforceSim, workdir: Path, **env: str) -> str:
+    """Configure the instances for connection acme-sf on the simulator and a SQLite ledger in
+    `workdir` (plus `env`); returns the ledger's URL."""
+    settings = workdir / "settings.toml"
+    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
+    database = f"sqlite:///{workdir / 'ledger.db'}"
+    instances.env |= {"WRITEBACK_DATABASE_URL": database, "WRITEBACK_SETTINGS_FILE": str(settings), **env}
+    return database
+
+
 def publish(kafka, schema_registry, topics: dict[str, str], events: list[Event]) -> None:
     serde = EventSerde(registry_client(schema_registry.url))
     with Publisher(kafka.bootstrap, serde) as publisher:

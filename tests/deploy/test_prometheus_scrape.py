@@ -21,11 +21,11 @@ from writeback_dev.localstack.prometheus import Prometheus
 from tests.builders import subscriber, wait_for
 from tests.test_service import (  # noqa: F401 - `service` is a fixture
     markers,
+    one_salesforce_connection,
     publish,
     recipient_events,
     release_all_windows,
     service,
-    settings_toml,
 )
 from writeback.contract.events import Recipient
 from writeback.ledger import Ledger
@@ -53,14 +53,7 @@ def test_prometheus_scraping_an_end_to_end_run_counts_what_was_published_and_wri
     service, kafka, schema_registry, sim, tmp_path  # noqa: F811 - the fixture imported above
 ):
     instances, topics = service
-    settings = tmp_path / "settings.toml"
-    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
-    instances.env |= {
-        "WRITEBACK_DATABASE_URL": database,
-        "WRITEBACK_SETTINGS_FILE": str(settings),
-        "WRITEBACK_RETRY__BASE_DELAY": "PT0.5S",
-    }
+    database = one_salesforce_connection(instances, sim, tmp_path, WRITEBACK_RETRY__BASE_DELAY="PT0.5S")
     instances.start()
     wait_for(lambda: "metrics and probes on" in instances.output(), 60, "the HTTP endpoint")
     target = re.search(r"metrics and probes on (http://[\w.:]+)", instances.output()).group(1)
