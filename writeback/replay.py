@@ -362,10 +362,11 @@ def run(
         batch.append(message)
         if len(batch) >= batch_size:
             if not process(batch):
-                return summary
+                break  # the limit is reached
             batch = []
-    if batch:
-        process(batch)
+    else:
+        if batch:
+            process(batch)
     if not dry_run:
         _count(summary)
     return summary
