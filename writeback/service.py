@@ -128,7 +128,8 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
     )
     flush_thread.start()
-    consumer = Consumer(config.consumer_config() | group.consumer_config())
+    # librdkafka's own log lines go through logging (JSON when asked), not straight to stderr
+    consumer = Consumer(config.consumer_config() | group.consumer_config() | {"logger": logging.getLogger("writeback.kafka.consumer")})
     consumer.subscribe(config.topics)
     lag = ConsumerLag()
     log.info("consuming %s from %s as %s", ",".join(config.topics), config.bootstrap_servers, flusher.owner)
