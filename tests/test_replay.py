@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 from confluent_kafka import Consumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import T0, rows_for, subscriber, wait_for
 from writeback import replay as replaying
@@ -327,11 +328,57 @@ def test_the_replay_command_shows_a_dry_run_and_a_summary(
     assert "2 dead letters read, 2 matched: 1 reingest, 1 replay" in dry.stdout
     assert ledger.get(wid)["status"] == "failed"
 
+    pushed = _PushCapture()  # where a Pushgateway would be: what the command pushes
+    env["WRITEBACK_PUSHGATEWAY_URL"] = pushed.url
     started = time.monotonic()
-    real = subprocess.run([*args, "--rate", "5"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        real = subprocess.run([*args, "--rate", "5"], env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        pushed.close()
     assert real.returncode == 0, real.stderr
     assert "outcomes: 1 completed, 1 dead-lettered again" in real.stdout, real.stdout + real.stderr
+    [(path, body)] = pushed.requests
+    assert path == "/metrics/job/writeback_replay"
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert samples[("writeback_replay_runs_total", ())] == 1
+    assert samples[("writeback_replay_letters_total", (("verdict", "replay"),))] == 1
+    assert samples[("writeback_replay_letters_total", (("verdict", "reingest"),))] == 1
+    assert samples[("writeback_replay_outcomes_total", (("outcome", "completed"),))] == 1
+    assert samples[("writeback_replay_outcomes_total", (("outcome", "dead-lettered again"),))] == 1
     assert time.monotonic() - started < 120
     assert ledger.get(wid)["status"] == "completed"
     assert len(notes(sim, contacts[0])) == 1
     assert sim.client_secret not in real.stdout + real.stderr
+
+
+class _PushCapture:
+    """A loopback HTTP server that records what is PUT to it, the way a Pushgateway receives it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        requests: list[tuple[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:  # noqa: N802 - the standard library's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                requests.append((self.path, body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.requests = requests
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -117,6 +117,16 @@ def service(kafka, schema_registry, sim, tmp_path, topic_factory, request) -> It
     instances.stop_all()
 
 
+def one_salesforce_connection(instances: Instances, sim: SalesforceSim, workdir: Path, **env: str) -> str:
+    """Configure the instances for connection acme-sf on the simulator and a SQLite ledger in
+    `workdir` (plus `env`); returns the ledger's URL."""
+    settings = workdir / "settings.toml"
+    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
+    database = f"sqlite:///{workdir / 'ledger.db'}"
+    instances.env |= {"WRITEBACK_DATABASE_URL": database, "WRITEBACK_SETTINGS_FILE": str(settings), **env}
+    return database
+
+
 def publish(kafka, schema_registry, topics: dict[str, str], events: list[Event]) -> None:
     serde = EventSerde(registry_client(schema_registry.url))
     with Publisher(kafka.bootstrap, serde) as publisher:
@@ -378,3 +388,52 @@ def test_kills_at_random_points_during_flush_and_replay_lose_nothing_and_write_n
         )
     assert tally["serve"][1] + tally["replay"][1] >= 20
     ledger.close()
+
+
+def _probe_url(log: Path) -> str:
+    wait_for(lambda: "metrics and probes on" in log.read_text(), 60, "the HTTP endpoint")
+    return log.read_text().split("metrics and probes on ")[1].split()[0]
+
+
+def test_readyz_says_not_ready_while_a_member_joins_the_group_and_while_the_database_refuses_connections(
+    service, sim, postgres_url, postgres_database, tmp_path
+):
+    import sqlalchemy as sa
+
+    instances, _ = service
+    settings = tmp_path / "settings.toml"
+    settings.write_text(settings_toml(sim, {"acme": ["acme-sf"]}))
+    instances.env |= {"WRITEBACK_DATABASE_URL": postgres_database, "WRITEBACK_SETTINGS_FILE": str(settings)}
+    instances.start()
+    first = _probe_url(tmp_path / "serve-0.log")
+    wait_for(lambda: httpx.get(f"{first}/readyz").status_code == 200, 60, "the first instance's readiness")
+
+    instances.start()  # joins the group: a rebalance the first instance takes part in
+    second = _probe_url(tmp_path / "serve-1.log")
+    answers: list[str] = []
+
+    def both_ready() -> bool:
+        replies = [httpx.get(f"{url}/readyz") for url in (first, second)]
+        answers.extend(r.text.strip() for r in replies)
+        return all(r.status_code == 200 for r in replies) and len(answers) > 10
+
+    wait_for(both_ready, 90, "both instances to be ready")
+    assert any("rebalancing" in a or "not joined" in a for a in answers), answers
+
+    name = sa.make_url(postgres_database).database
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+    try:
+        wait_for(
+            lambda: (r := httpx.get(f"{first}/readyz")).status_code == 503 and "database unreachable" in r.text,
+            30,
+            "not ready without the database",
+        )
+        assert httpx.get(f"{first}/healthz").status_code == 200  # alive: nothing a restart would fix
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+    wait_for(lambda: httpx.get(f"{first}/readyz").status_code == 200, 60, "ready again: " + instances.output()[-2000:])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ import typer
 
 from writeback.config import ServiceConfig, load_config
 from writeback.ledger.rows import Status, WritebackClass
+from writeback.logs import LogFormat
+from writeback.logs import configure as configure_logs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -79,18 +80,18 @@ def _dev_commands(command: str) -> ModuleType:
         raise _fail(f"`writeback {command}` needs {DEV_TOOLS_HINT}", 1) from None
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # request lines carry query strings (SOQL can name a recipient): never at INFO
-    for noisy in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _logging(verbose: bool, fmt: LogFormat = LogFormat.TEXT) -> None:
+    configure_logs(fmt, verbose=verbose)
 
 
 @app.command()
-def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def serve(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", envvar="WRITEBACK_LOG_FORMAT", help="text, or json: one JSON object per line"),
+    ] = LogFormat.TEXT,
+) -> None:
     """Run the consumer service (configured by WRITEBACK_* environment variables).
 
     Not ready (/readyz 503, the reason logged) while the broker or registry refuses its
@@ -99,7 +100,7 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     from writeback.service import install_stop_handlers
     from writeback.service import serve as run
 
-    _logging(verbose)
+    _logging(verbose, log_format)
     config = _config()
     stop = threading.Event()
     install_stop_handlers(stop)
@@ -637,6 +638,13 @@ def replay(
     typer.echo(f"{summary.read} dead letters read, {summary.matched} matched: {verdicts}")
     if outcomes:
         typer.echo(f"outcomes: {outcomes}")
+    if config.pushgateway_url and not dry_run:
+        from prometheus_client import REGISTRY, push_to_gateway
+
+        try:
+            push_to_gateway(config.pushgateway_url, job="writeback_replay", registry=REGISTRY)
+        except OSError as exc:
+            typer.echo(f"metrics not pushed to the Pushgateway: {type(exc).__name__}", err=True)
 
 
 # community lists (seed 003, inbound) -----------------------------------------------------------

@@ -66,6 +66,7 @@ class ServiceConfig(BaseSettings):
     community_interval_s: float = Field(
         60.0, gt=0, description="How often serve looks for campaign groups due their hourly community sync"
     )
+    pushgateway_url: str | None = Field(None, description="`writeback replay` pushes its metrics here when set (job writeback_replay)")
     retry: RetryPolicy = RetryPolicy()  # e.g. WRITEBACK_RETRY__BASE_DELAY=PT0.5S (ISO 8601)
     breaker: BreakerPolicy = BreakerPolicy()
     kafka: KafkaSecurity = KafkaSecurity()  # e.g. WRITEBACK_KAFKA__SASL_PASSWORD__FILE=/run/secrets/kafka

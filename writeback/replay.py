@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from writeback import metrics
 from writeback.contract.events import DeadLetter, Event, OriginalRecord
 from writeback.contract.serde import EventSerde
 from writeback.errors import DecodeError
@@ -369,8 +370,20 @@ def run(
         batch.append(message)
         if len(batch) >= batch_size:
             if not process(batch):
-                return summary
+                break  # the limit is reached
             batch = []
-    if batch:
-        process(batch)
+    else:
+        if batch:
+            process(batch)
+    if not dry_run:
+        _count(summary)
     return summary
+
+
+def _count(summary: Summary) -> None:
+    """A replay's totals as counters: `writeback replay` pushes them when a Pushgateway is set."""
+    metrics.REPLAY_RUNS.inc()
+    for verdict, n in summary.verdicts.items():
+        metrics.REPLAY_LETTERS.labels(verdict).inc(n)
+    for outcome, n in summary.outcomes.items():
+        metrics.REPLAY_OUTCOMES.labels(outcome).inc(n)

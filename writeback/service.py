@@ -19,21 +19,28 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from confluent_kafka import Consumer
+from sqlalchemy.exc import SQLAlchemyError
 
-from writeback import access, health
+from writeback import access, health, metrics
 from writeback.adapters.community import endpoints as community_endpoints
 from writeback.adapters.community import scheduler as community_scheduler
 from writeback.adapters.community.sync import kafka_publish
+from writeback.adapters.registry import KINDS
 from writeback.config import ServiceConfig
+from writeback.contract.events import ErrorClass
 from writeback.contract.serde import EventSerde, registry_client
 from writeback.flush import flusher as flushing
 from writeback.flush.breaker import BreakerRegistry
 from writeback.ingest import consume as ingesting
+from writeback.kafka import dead_letters
 from writeback.kafka.dead_letters import DeadLetterSink
+from writeback.kafka.group import GroupState
 from writeback.kafka.lag import ConsumerLag
 from writeback.kafka.producer import Publisher
 from writeback.ledger import Ledger
@@ -98,6 +105,24 @@ class _Access:
         self.waiting = None
 
 
+def _first_problem(*checks: Callable[[], str | None]) -> str | None:
+    """What /readyz reports: the first check that fails, so an outage does not run every probe."""
+    for check in checks:
+        problem = check()
+        if problem is not None:
+            return problem
+    return None
+
+
+def _database_problem(ledger: Ledger) -> str | None:
+    try:
+        with ledger.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return f"database unreachable ({type(exc).__name__})"  # its message can quote the URL
+    return None
+
+
 def build_flusher(
     config: ServiceConfig,
     ledger: Ledger,
@@ -128,35 +153,51 @@ def serve(config: ServiceConfig, stop: threading.Event) -> None:
         done.set()
 
 
-def _serve(config: ServiceConfig, stop: threading.Event) -> None:
-    heartbeat = _Heartbeat("ingest", "flusher")
-    gate = _Access()
+@dataclass
+class _Probes:
+    """What /readyz and the HTTP routes read; `_run` adds what exists only once the ledger is open."""
 
-    def ready() -> str | None:
+    heartbeat: _Heartbeat = field(default_factory=lambda: _Heartbeat("ingest", "flusher"))
+    gate: _Access = field(default_factory=_Access)
+    group: GroupState = field(default_factory=GroupState)
+    checks: list[health.Check] = field(default_factory=list)
+    routes: dict[str, health.WsgiApp] = field(default_factory=dict)
+
+    def ready(self, stop: threading.Event, stall_limit: float) -> str | None:
         if stop.is_set():
             return "stopping"
-        return gate.waiting or heartbeat.stalled(max(60.0, 10 * config.flush_interval_s))
+        return self.gate.waiting or _first_problem(
+            lambda: self.heartbeat.stalled(stall_limit), self.group.problem, *self.checks
+        )
 
-    routes: dict[str, health.WsgiApp] = {}  # the community's endpoints join once the ledger is open
+
+def _serve(config: ServiceConfig, stop: threading.Event) -> None:
+    probes = _Probes()
+    metrics.record_build_info()
+    metrics.initialise(KINDS, [c.value for c in ErrorClass])
+    for topic in config.topics:
+        for reason in (dead_letters.INVALID_EVENT, dead_letters.UNDECODABLE, ingesting.INGEST_ERROR):
+            metrics.EVENTS_REJECTED.labels(topic, reason)
+    stall_limit = max(60.0, 10 * config.flush_interval_s)
     server = None
     if config.metrics_port is not None:
-        server = health.serve_http(config.http_host, config.metrics_port, live=lambda: None, ready=ready, routes=routes)
+        server = health.serve_http(
+            config.http_host,
+            config.metrics_port,
+            live=lambda: None,
+            ready=lambda: probes.ready(stop, stall_limit),
+            routes=probes.routes,
+        )
         log.info("metrics and probes on http://%s:%d", config.http_host, server.server_port)
     try:
-        if access.wait_for_access(config, stop, gate.report):
-            _run(config, stop, heartbeat, gate.granted, routes)
+        if access.wait_for_access(config, stop, probes.gate.report):
+            _run(config, stop, probes)
     finally:
         if server is not None:
             server.shutdown()
 
 
-def _run(
-    config: ServiceConfig,
-    stop: threading.Event,
-    heartbeat: _Heartbeat,
-    started: Callable[[], None],
-    routes: dict[str, health.WsgiApp],
-) -> None:
+def _run(config: ServiceConfig, stop: threading.Event, probes: _Probes) -> None:
     ledger = Ledger.connect(config.database_url)
     if config.settings_file:
         apply(ledger, load_settings(Path(config.settings_file)), datetime.now(UTC))
@@ -170,7 +211,7 @@ def _run(
     flusher = build_flusher(config, ledger, settings, serde, sink, stop)
     community_publisher = Publisher(config.bootstrap_servers, serde, config=config.kafka.client_config())
     publish_community = kafka_publish(community_publisher, config.community_topic)
-    routes[community_endpoints.PREFIX] = community_endpoints.app(ledger, settings, publish_community)
+    probes.routes[community_endpoints.PREFIX] = community_endpoints.app(ledger, settings, publish_community)
     hourly = threading.Thread(
         target=community_scheduler.run,
         args=(community_scheduler.Hourly(ledger, settings, publish_community), stop),
@@ -178,15 +219,18 @@ def _run(
         name="community-hourly",
     )
     hourly.start()
+    probes.checks.append(lambda: _database_problem(ledger))
+    heartbeat, group = probes.heartbeat, probes.group
     heartbeat.beat("ingest")
     heartbeat.beat("flusher")
-    started()
+    probes.gate.granted()
 
     flush_thread = threading.Thread(
         target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
     )
     flush_thread.start()
-    consumer = Consumer(config.consumer_config())
+    # librdkafka's own log lines go through logging (JSON when asked), not straight to stderr
+    consumer = Consumer(config.consumer_config() | group.consumer_config() | {"logger": logging.getLogger("writeback.kafka.consumer")})
     consumer.subscribe(config.topics)
     lag = ConsumerLag()
     log.info("consuming %s from %s as %s", ",".join(config.topics), config.bootstrap_servers, flusher.owner)

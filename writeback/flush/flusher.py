@@ -22,16 +22,22 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from writeback import metrics
+from writeback import logs, metrics
 from writeback.adapters.base import Adapter, ErrorKind, Outcome, Writeback
 from writeback.contract.events import MODELS_BY_TYPE
 from writeback.contract.serde import EventSerde
 from writeback.errors import PublishError, RegistryUnavailable
 from writeback.flush.breaker import BreakerRegistry, BreakerState, Transition
-from writeback.flush.retries import RetryPolicy, batch_health, decide, error_class
+from writeback.flush.retries import (
+    RetryPolicy,
+    batch_health,
+    decide,
+    error_class,
+    error_kind,
+)
 from writeback.kafka import dead_letters
 from writeback.kafka.dead_letters import DeadLetterSink
-from writeback.ledger.rows import Claimed
+from writeback.ledger.rows import Claimed, Status, WritebackClass
 from writeback.ledger.store import Ledger, RowResult
 from writeback.settings import Account, Connection, Settings
 
@@ -115,7 +121,12 @@ class Flusher:
             except (PublishError, RegistryUnavailable, SQLAlchemyError):
                 raise  # the broker, registry or database is away: every connection waits for it
             except Exception as exc:  # noqa: BLE001 - one connection's trouble must not stop the others
-                log.warning("connection %s: flush failed (%s); its rows are retried", connection_id, type(exc).__name__)
+                log.warning(
+                    "connection %s: flush failed (%s); its rows are retried",
+                    connection_id,
+                    type(exc).__name__,
+                    extra=logs.fields(connection=connection_id),
+                )
         return report
 
     def flush_connection(self, connection_id: str, report: FlushReport | None = None) -> FlushReport:
@@ -126,10 +137,11 @@ class Flusher:
             return report
         account, connection = found
         breaker = self.breakers.get(connection_id)
+        metrics.BREAKER_STATE.labels(connection_id).set(int(breaker.state))  # closed shows too
         adapter = self._adapter(account, connection)
         if adapter is None:
             return report
-        if not self.ledger.acquire_lease(connection_id, self.owner, self.clock(), self.lease_ttl):
+        if not self._lease(connection_id, self.clock()):
             return report  # another instance is flushing it
         try:
             while breaker.allow(self.clock()) and not self.stopping.is_set():
@@ -148,15 +160,18 @@ class Flusher:
                 breaker.record(batch_health(outcomes), now)
                 report.batches += 1
                 report.add(results)
-                for result in results:
-                    metrics.FLUSH_OUTCOMES.labels(
-                        connection.kind, result.status.value, result.error_code or ""
-                    ).inc()
-                if not self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl):
+                _outcome_metrics(connection.kind, batch, outcomes, results, now)
+                if not self._lease(connection_id, now):
                     break
         finally:
             self.ledger.release_lease(connection_id, self.owner)
         return report
+
+    def _lease(self, connection_id: str, now: datetime) -> bool:
+        taken = self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl)
+        if taken:
+            metrics.LEASE_RENEWED.labels(connection_id).set(now.timestamp())
+        return taken
 
     def _adapter(self, account: Account, connection: Connection) -> Adapter | None:
         """Adapters are kept per connection and rebuilt when its settings change."""
@@ -169,7 +184,12 @@ class Flusher:
         try:
             adapter = self.adapters(account, connection)
         except Exception as exc:  # noqa: BLE001 - a misconfigured connection must not stop the others
-            log.error("connection %s cannot be opened (%s); its rows wait", connection.id, type(exc).__name__)
+            log.error(
+                "connection %s cannot be opened (%s); its rows wait",
+                connection.id,
+                type(exc).__name__,
+                extra=logs.fields(connection=connection.id, kind=connection.kind),
+            )
             return None
         if adapter is None:
             log.warning("no adapter for %s connection %s; its rows wait", connection.kind, connection.id)
@@ -192,7 +212,7 @@ class Flusher:
         try:
             outcomes = list(adapter.write(typed)) if typed else []
         except Exception as exc:
-            log.exception("adapter for %s raised", connection.id)
+            log.exception("adapter for %s raised", connection.id, extra=logs.fields(connection=connection.id, kind=connection.kind))
             outcomes = [Outcome.retry(wb.id, ADAPTER_ERROR, type(exc).__name__) for wb in typed]
         finally:
             metrics.FLUSH_BATCH_SECONDS.labels(connection.kind).observe(time.perf_counter() - started)
@@ -217,7 +237,39 @@ class Flusher:
         self.sink.send(letters)  # raises unless acknowledged: the rows stay in flight
         for letter in letters:
             metrics.DEAD_LETTERS.labels(letter.crm_kind, letter.error_class.value).inc()
+            log.warning(
+                "writeback %s failed (%s) and was dead-lettered; `writeback show` has the CRM's message",
+                letter.writeback_id,
+                letter.error_code,
+                extra=logs.fields(
+                    connection=connection.id, kind=connection.kind, writeback_id=letter.writeback_id, error_code=letter.error_code
+                ),
+            )
         return len(letters)
+
+
+def _outcome_metrics(
+    kind: str, batch: Sequence[Claimed], outcomes: Sequence[Outcome], results: Sequence[RowResult], now: datetime
+) -> None:
+    """Outcomes by code; how late completed writebacks are; retries and what the CRM asked for."""
+    for row, outcome, result in zip(batch, outcomes, results, strict=True):
+        metrics.FLUSH_OUTCOMES.labels(kind, result.status.value, result.error_code or "").inc()
+        if result.status is Status.COMPLETED:
+            metrics.WRITEBACK_LATENCY.labels(kind, row.wb_class.value).observe(
+                max((now - row.occurred_at).total_seconds(), 0.0)
+            )
+            if row.window_closes_at is not None:
+                metrics.WINDOW_LATENESS.labels(kind, row.wb_class.value).observe(
+                    max((now - row.window_closes_at).total_seconds(), 0.0)
+                )
+        elif result.status is Status.PENDING:
+            metrics.RETRIES_SCHEDULED.labels(kind, result.error_code or "").inc()
+            if result.next_attempt_at is not None:
+                metrics.RETRY_WAIT_SECONDS.labels(kind).observe(max((result.next_attempt_at - now).total_seconds(), 0.0))
+        if error_kind(outcome) is ErrorKind.THROTTLED:
+            metrics.THROTTLED.labels(kind).inc()
+            if outcome.retry_after is not None:
+                metrics.RETRY_AFTER_SECONDS.labels(kind).observe(outcome.retry_after)
 
 
 def _breaker_metrics(transition: Transition) -> None:
@@ -230,10 +282,21 @@ def refresh_gauges(ledger: Ledger, now: datetime | None = None) -> None:
     """The backlog SREs alert on: rows per connection and status, and the oldest due row."""
     now = now or datetime.now(UTC)
     metrics.LEDGER_ROWS.clear()
-    for (connection_id, status), rows in ledger.counts().items():
+    counts = ledger.counts()
+    for (connection_id, status), rows in counts.items():
         metrics.LEDGER_ROWS.labels(connection_id, status).set(rows)
     oldest = ledger.oldest_due(now)
     metrics.OLDEST_DUE_SECONDS.set((now - oldest).total_seconds() if oldest else 0)
+    for gauge in (metrics.PENDING_ROWS, metrics.DUE_ROWS, metrics.CONNECTION_OLDEST_DUE_SECONDS):
+        gauge.clear()
+        for connection_id in {c for c, _status in counts}:  # zero, not absent, once drained
+            for wb_class in WritebackClass:
+                gauge.labels(connection_id, wb_class.value).set(0)
+    for connection_id, wb_class, pending, due, closed in ledger.backlog(now):
+        metrics.PENDING_ROWS.labels(connection_id, wb_class).set(pending)
+        metrics.DUE_ROWS.labels(connection_id, wb_class).set(due)
+        age = (now - closed).total_seconds() if closed is not None else 0.0
+        metrics.CONNECTION_OLDEST_DUE_SECONDS.labels(connection_id, wb_class).set(age)
 
 
 def run(

@@ -182,7 +182,15 @@ class DeadLetterSink:
             limit = message_limit(bootstrap_servers, prefix, config=config)
         except KafkaException as exc:
             raise BrokerUnavailable(f"dead-letter topic limits unreadable: {exc}") from None
-        publisher = Publisher(bootstrap_servers, serde, config={**(config or {}), "message.max.bytes": limit})
+        publisher = Publisher(
+            bootstrap_servers,
+            serde,
+            config={
+                **(config or {}),
+                "message.max.bytes": limit,
+                "logger": logging.getLogger("writeback.kafka.producer"),
+            },
+        )
         return cls(publisher, prefix)
 
     def close(self) -> None:

@@ -53,3 +53,4 @@ class Claimed:
     first_failed_at: datetime | None = None
     source: tuple[str, int, int] | None = None  # (topic, partition, offset) it was consumed from
     replay_count: int = 0  # times an engineer replayed its dead letter
+    window_closes_at: datetime | None = None  # when it became due (window lateness is measured from it)

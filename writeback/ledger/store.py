@@ -451,6 +451,25 @@ class Ledger:
             )
             return {(c, s): n for c, s, n in rows}
 
+    def backlog(self, now: datetime) -> list[tuple[str, str, int, int, datetime | None]]:
+        """Per (connection, class): pending rows, due rows, and when the oldest due row's window
+        closed. One grouped query for the flusher's gauges."""
+        due = _due(now)
+        closes = writebacks.c.window_closes_at
+        query = (
+            sa.select(
+                writebacks.c.connection_id,
+                writebacks.c.wb_class,
+                sa.func.count(),
+                sa.func.sum(sa.case((due, 1), else_=0)),
+                sa.type_coerce(sa.func.min(sa.case((due, closes), else_=None)), closes.type),
+            )
+            .where(writebacks.c.status == Status.PENDING.value)
+            .group_by(writebacks.c.connection_id, writebacks.c.wb_class)
+        )
+        with self.engine.connect() as conn:
+            return [(c, k, int(n), int(d or 0), oldest) for c, k, n, d, oldest in conn.execute(query)]
+
 
 _INSERTED = (
     "id", "account_id", "connection_id", "wb_class", "event_type", "event_id", "recipient_key",
@@ -625,6 +644,7 @@ def _to_writeback(row: Any) -> Claimed:
         payload=row["payload"],
         attempts=row["attempts"],
         first_failed_at=row["first_failed_at"],
+        window_closes_at=row["window_closes_at"],
         replay_count=row["replay_count"],
         source=(
             (row["source_topic"], row["source_partition"], row["source_offset"])

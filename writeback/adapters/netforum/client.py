@@ -32,6 +32,7 @@ from lxml.builder import ElementMaker
 from zeep.exceptions import Fault, TransportError
 from zeep.transports import Transport
 
+from writeback.adapters import calls
 from writeback.adapters.base import ErrorKind
 from writeback.errors import ConfigError
 
@@ -60,7 +61,7 @@ class XWebClient:
     ) -> None:
         self._config = config
         self._clock, self._today = clock, today
-        self._http = requests.Session()
+        self._http = calls.observe_session(requests.Session(), "netforum")
         self._transport = Transport(
             session=self._http, timeout=config.timeout_s, operation_timeout=config.timeout_s
         )

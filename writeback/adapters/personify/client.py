@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection as SAConnection
 
+from writeback.adapters import calls
 from writeback.adapters.base import ErrorKind
 from writeback.errors import ConfigError
 
@@ -93,6 +94,7 @@ def engine_for(config: Config) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    calls.observe_engine(engine, "personify")
     return engine.execution_options(schema_translate_map={None: schema})
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from writeback.adapters import calls
 from writeback.adapters.base import ErrorKind
 from writeback.adapters.salesforce.config import Config
 from writeback.adapters.salesforce.errors import CallFailed, call_kind, scrub
@@ -29,7 +30,9 @@ class Client:
         self._config = config
         self._http = httpx.Client(
             timeout=httpx.Timeout(config.timeout_s),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+            transport=calls.http_transport(
+                "salesforce", limits=httpx.Limits(max_connections=4, max_keepalive_connections=4)
+            ),
             headers={"Accept": "application/json"},
         )
         self._session: _Session | None = None
