@@ -468,7 +468,7 @@ def measure(stack: Stack, events: list, args: argparse.Namespace, workdir: Path)
 
 LEDGER_LABELS = {
     "ledger": "`Ledger.insert` as it is",
-    "driver": "its statement alone: the same rows as ready tuples, DBAPI `executemany` + commit",
+    "driver": "its INSERT alone: the same rows as ready tuples, DBAPI `executemany` + commit (PostgreSQL: what COPY replaced)",
     "bare": "a bare table (uuid text key + JSON payload, nothing else), ready tuples",
 }
 
@@ -479,10 +479,9 @@ def _prepared_insert(ledger, variant: str, batches: list, now: datetime) -> Call
     executemany and commit. "driver" uses the ledger's own statement and table (so it must
     store exactly what the ledger stores); "bare" a table with nothing but a deduplicating key
     and the payload: the ceiling for any ledger that keeps one row per event."""
-    from writeback.ledger.store import _aware, _insert_rows_sql, _sqlite_stamp
+    from writeback.ledger.store import _aware, _insert_rows_sql, _row_params, _sqlite_stamp
 
     stamp = _sqlite_stamp if ledger.dialect == "sqlite" else _aware
-    created = stamp(now)
     if variant == "bare":
         mark = "?" if ledger.engine.dialect.paramstyle == "qmark" else "%s"
         with ledger.engine.begin() as conn:
@@ -491,18 +490,7 @@ def _prepared_insert(ledger, variant: str, batches: list, now: datetime) -> Call
         params = [[(r.id, r.payload) for r in b.rows] for b in batches]
     else:
         sql = _insert_rows_sql(ledger.engine.dialect.paramstyle)
-        params = [
-            [
-                (
-                    r.id, r.account_id, r.connection_id, r.wb_class.value, r.event_type, r.event_id, r.recipient_key,
-                    r.mailing_id, stamp(r.occurred_at), None if r.window_closes_at is None else stamp(r.window_closes_at),
-                    r.status.value, r.error_code, r.error_message, r.replay_count, r.source_topic, r.source_partition,
-                    r.source_offset, r.payload, created, created,
-                )
-                for r in b.rows
-            ]
-            for b in batches
-        ]  # fmt: skip
+        params = [_row_params(b.rows, now, stamp) for b in batches]
     raw = ledger.engine.raw_connection()
 
     def insert(i: int) -> int:

@@ -67,6 +67,7 @@ def build_flusher(
         policy=config.retry,
         breakers=BreakerRegistry(config.breaker),
         lease_ttl=timedelta(seconds=config.lease_ttl_s),
+        concurrency=config.flush_concurrency,
     )
 
 

@@ -76,8 +76,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name="pk_writebacks"),
         sa.UniqueConstraint("key", name="uq_writebacks_key"),
     )
-    old = sa.table("writebacks", *(sa.column(c) for c in _COPIED))
-    new = sa.table("writebacks_lean", sa.column("key"), *(sa.column(c) for c in _COPIED))
+    # typed, so payloads and instants are read and written as the ledger stores them
+    old = sa.Table("writebacks", sa.MetaData(), *(c for c in _columns() if c.name in _COPIED))
+    new = sa.Table("writebacks_lean", sa.MetaData(), *_columns())
     rows = conn.execute(sa.select(*old.c).order_by(old.c.created_at, old.c.id).execution_options(yield_per=5000))
     for part in rows.mappings().partitions(5000):
         conn.execute(new.insert(), [{**r, "key": writeback_key(r["id"])} for r in part])
