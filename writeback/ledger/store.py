@@ -674,7 +674,7 @@ def claim_query(connection_id: str, now: datetime, limit: int) -> sa.Select[Any]
         .exists()
     )
     return (
-        sa.select(writebacks)
+        sa.select(*(writebacks.c[name] for name in _CLAIMED))
         .where(writebacks.c.connection_id == connection_id, _waiting(writebacks), _due(now), ~blocked)
         .order_by(writebacks.c.recipient_key, writebacks.c.occurred_at, writebacks.c.seq)
         .limit(limit)
@@ -699,6 +699,13 @@ def _due(now: datetime, table: Any = writebacks) -> sa.ColumnElement[bool]:
         table.c.window_closes_at <= now,
         sa.or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
     )
+
+
+# what `Claimed` carries, no more: each instant read back costs the driver a parse per row
+_CLAIMED = (
+    "seq", "id", "account_id", "connection_id", "wb_class", "recipient_key", "occurred_at", "event_type",
+    "payload", "attempts", "first_failed_at", "replay_count", "source_topic", "source_partition", "source_offset",
+)  # fmt: skip
 
 
 def _to_writeback(row: Any) -> Claimed:
