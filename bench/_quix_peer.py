@@ -64,7 +64,9 @@ def raw(config: dict) -> dict:
 def quix(config: dict, *, sink: bool) -> dict:
     from quixstreams import Application
     from quixstreams.models.serializers.avro import AvroDeserializer
-    from quixstreams.models.serializers.schema_registry import SchemaRegistryClientConfig
+    from quixstreams.models.serializers.schema_registry import (
+        SchemaRegistryClientConfig,
+    )
     from quixstreams.sinks.base import BatchingSink
 
     db = sqlite3.connect(config["sqlite"], isolation_level=None)

@@ -556,7 +556,12 @@ def _prepared_insert(ledger, variant: str, batches: list, now: datetime) -> Call
     executemany and commit. "driver" uses the ledger's own statement and table (so it must
     store exactly what the ledger stores); "bare" a table with nothing but a deduplicating key
     and the payload: the ceiling for any ledger that keeps one row per event."""
-    from writeback.ledger.store import _aware, _insert_rows_sql, _row_params, _sqlite_stamp
+    from writeback.ledger.store import (
+        _aware,
+        _insert_rows_sql,
+        _row_params,
+        _sqlite_stamp,
+    )
 
     stamp = _sqlite_stamp if ledger.dialect == "sqlite" else _aware
     if variant == "bare":

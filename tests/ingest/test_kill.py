@@ -13,7 +13,14 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.builders import NF_CRM, SF_CRM, Topics, group_consumer, unsubscribes, wait_for
+from tests.builders import (
+    NF_CRM,
+    SF_CRM,
+    Topics,
+    group_consumer,
+    unsubscribes,
+    wait_for,
+)
 from writeback.ingest import consume as ingesting
 from writeback.ingest.consume import Ingest, writeback_id
 from writeback.ledger import Ledger

@@ -77,14 +77,14 @@ class Org:
         return index.get(value.casefold(), [])
 
     def _indexed(self, sobject_name: str, row: dict[str, Any], changes: dict[str, Any]) -> None:
-        for (name, field), index in self._by_value.items():
-            if name != sobject_name or field not in changes:
+        for (name, column), index in self._by_value.items():
+            if name != sobject_name or column not in changes:
                 continue
-            before = row.get(field)
+            before = row.get(column)
             if isinstance(before, str) and row in index.get(before.casefold(), []):
                 index[before.casefold()].remove(row)
-            if isinstance(changes[field], str):
-                index.setdefault(changes[field].casefold(), []).append(row)
+            if isinstance(changes[column], str):
+                index.setdefault(changes[column].casefold(), []).append(row)
 
     def new_id(self, sobject: SObjectType) -> str:
         n, digits = next(self._counter), ""
