@@ -32,7 +32,9 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import statistics
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,10 +57,11 @@ from bench import (
 ACCOUNT, ZONE = "bench", "America/New_York"
 SF_SECRET_ENV, NF_PASSWORD_ENV = "BENCH_SF_SECRET", "BENCH_NF_PASSWORD"
 WORKLOADS = ("mailing activity", "unsubscribe")
-VARIANTS = ("baseline", "salesforce", "netforum")
+VARIANTS = ("baseline", "salesforce", "httpx", "netforum")
 LABELS = {
     "baseline": "(a) baseline: the flusher, an adapter that makes no call",
     "salesforce": "(b) Salesforce adapter into the Salesforce simulator",
+    "httpx": "(b, bare) a bare httpx loop sending (b)'s exact requests to the same simulator",
     "netforum": "(c) netFORUM adapter into the xWeb simulator",
 }
 _NAMESPACE = uuid.UUID("0b6f2c1e-5d3a-4e8f-9a71-2c4d6e8f1a3b")
@@ -159,6 +162,7 @@ class Prepared:
     adapter: Any
     connection_id: str
     expected: int
+    keys: list[str]
 
 
 def settings_for(variant: str, endpoints: dict[str, str]) -> Any:
@@ -234,7 +238,52 @@ def prepare(host: Any, endpoints: dict[str, str], variant: str, workload: str, r
     flusher = Flusher(
         ledger, lambda: settings, lambda _a, _c: adapter, cast(Any, NoDeadLetters()), cast(Any, None), lease_ttl=timedelta(minutes=10)
     )
-    return Prepared(ledger, flusher, adapter, connection.id, records)
+    return Prepared(ledger, flusher, adapter, connection.id, records, keys)
+
+
+@dataclass
+class Replay:
+    """(b, bare): the requests the Salesforce adapter made for the same rows, recorded on a run
+    before the clock, to be sent again by a plain httpx client to a freshly seeded simulator."""
+
+    client: Any
+    base: str
+    requests: list[tuple[str, str, bytes]]
+    expected: int
+
+
+def prepare_replay(host: Any, endpoints: dict[str, str], workload: str, records: int, workdir: Path, run: str) -> Replay:
+    import httpx
+
+    capture = prepare(host, endpoints, "salesforce", workload, records, workdir, f"{run}-capture")
+    recorded: list[tuple[str, str, bytes]] = []
+    http = capture.adapter._client._http
+    http.event_hooks = {"request": [lambda r: recorded.append((r.method, r.url.raw_path.decode(), r.content))], "response": []}
+    try:
+        flush_all(capture)()
+    finally:
+        capture.adapter.close()
+        capture.ledger.close()
+    keys = host.seed("salesforce", records + 1)  # a fresh org hands out the same ids again
+    assert keys == capture.keys, "the simulator's ids changed between seeds"
+    client = httpx.Client(headers={"Accept": "application/json"})
+    token = client.post(
+        f"{endpoints['login_url']}/services/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": endpoints["client_id"], "client_secret": endpoints["client_secret"]},
+    ).json()
+    client.headers["Authorization"] = f"Bearer {token['access_token']}"
+    client.headers["Content-Type"] = "application/json"
+    return Replay(client, token["instance_url"].rstrip("/"), recorded, records)
+
+
+def replay_all(replay: Replay) -> Callable[[], None]:
+    def run() -> None:
+        for method, path, body in replay.requests:
+            response = replay.client.request(method, replay.base + path, content=body or None)
+            if response.status_code >= 400:
+                raise AssertionError(f"{method} {path}: {response.status_code}")
+
+    return run
 
 
 def warm_up(adapter: Any, connection_id: str, event: Any) -> None:
@@ -290,24 +339,43 @@ def main(argv: list[str]) -> int:
     manager.start()
     results: dict[tuple[str, str], Measurement] = {}
     calls: dict[tuple[str, str], int] = {}
+    cpu_per_row: dict[tuple[str, str], list[float]] = {}
     try:
         host = manager.SimHost()  # type: ignore[attr-defined]
         endpoints = host.endpoints()
         os.environ[SF_SECRET_ENV], os.environ[NF_PASSWORD_ENV] = endpoints["client_secret"], endpoints["password"]
         for workload in WORKLOADS:
             for variant in VARIANTS:
-                results[(workload, variant)] = Measurement(LABELS[variant], args.records)
+                if variant != "httpx" or workload == "mailing activity":
+                    results[(workload, variant)] = Measurement(LABELS[variant], args.records)
         for repeat in range(args.repeats):
             for workload in WORKLOADS:
                 for variant in rotated(VARIANTS, repeat):
+                    if variant == "httpx" and workload != "mailing activity":
+                        continue
                     run = f"r{repeat}-{workload.replace(' ', '-')}-{variant}"
-                    prepared = prepare(host, endpoints, variant, workload, args.records, workdir, run)
-                    try:
-                        seconds = timed(flush_all(prepared))
-                        held = check(host, prepared, variant, workload)
-                    finally:
-                        prepared.adapter.close()
-                        prepared.ledger.close()
+                    cpu = time.process_time()
+                    if variant == "httpx":
+                        replay = prepare_replay(host, endpoints, workload, args.records, workdir, run)
+                        try:
+                            cpu = time.process_time()
+                            seconds = timed(replay_all(replay))
+                            cpu = time.process_time() - cpu
+                        finally:
+                            replay.client.close()
+                        held = host.holds("salesforce")
+                        assert held["records"] == args.records and held["faults"] == 0, held
+                    else:
+                        prepared = prepare(host, endpoints, variant, workload, args.records, workdir, run)
+                        try:
+                            cpu = time.process_time()
+                            seconds = timed(flush_all(prepared))
+                            cpu = time.process_time() - cpu
+                            held = check(host, prepared, variant, workload)
+                        finally:
+                            prepared.adapter.close()
+                            prepared.ledger.close()
+                    cpu_per_row.setdefault((workload, variant), []).append(cpu / args.records * 1e6)
                     results[(workload, variant)].seconds.append(seconds)
                     calls[(workload, variant)] = held.get("calls", 0)
                     log(f"{run}: {args.records / seconds:,.0f} records/s ({seconds:.2f} s)")
@@ -315,7 +383,7 @@ def main(argv: list[str]) -> int:
     finally:
         manager.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
-    markdown = report(args, argv, results, calls)
+    markdown = report(args, argv, results, calls, cpu_per_row)
     path = write_result("flush", markdown, args.output)
     print(markdown)
     log(f"written to {path}")
@@ -323,7 +391,11 @@ def main(argv: list[str]) -> int:
 
 
 def report(
-    args: argparse.Namespace, argv: list[str], results: dict[tuple[str, str], Measurement], calls: dict[tuple[str, str], int]
+    args: argparse.Namespace,
+    argv: list[str],
+    results: dict[tuple[str, str], Measurement],
+    calls: dict[tuple[str, str], int],
+    cpu_per_row: dict[tuple[str, str], list[float]],
 ) -> str:
     lines = [
         "# Flush throughput: Salesforce and netFORUM",
@@ -342,24 +414,35 @@ def report(
         ),
         f"- Reproduce: `{command('flush', argv)}`",
         "",
-        "| workload | variant | records | median s | records/s | range of runs (records/s) | ratio to (a) | CRM calls per run |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| workload | variant | records | median s | records/s | range of runs (records/s) | ratio to (a) | CRM calls per run | flusher CPU µs/record |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload in WORKLOADS:
         base = results[(workload, "baseline")].rate
         for variant in VARIANTS:
-            m = results[(workload, variant)]
+            m = results.get((workload, variant))
+            if m is None:
+                continue
             count = "–" if variant == "baseline" else f"{calls[(workload, variant)]:,}"
+            cpu = statistics.median(cpu_per_row[(workload, variant)])
             lines.append(
                 f"| {workload} | {m.label} | {m.events:,} | {m.median:.2f} | {m.rate:,.0f} | {m.spread()} "
-                f"| {m.rate / base:.3f} | {count} |"
+                f"| {m.rate / base:.3f} | {count} | {cpu:,.0f} |"
             )
+        if (workload, "httpx") in results:
+            ratio = results[(workload, "salesforce")].rate / results[(workload, "httpx")].rate
+            lines.append(f"| {workload} | (b) / (b, bare): the flusher against a bare loop making its calls | | | | | {ratio:.3f} | | |")
     lines += [
         "",
         "Every run is checked: every row completed with no error (a dead letter fails the run), and the simulator holds",
         "exactly N records (Tasks, or Notes for Salesforce unsubscribes; CustomerMessagingActivity rows for netFORUM)",
         "besides the warm-up's, every unsubscribed recipient flagged (Email Opt Out, Do Not Contact by Email), and no",
         "fault or error status. CRM calls count the run's requests to the simulator, warm-up included.",
+        "(b, bare) records (b)'s requests on a run before the clock (httpx event hook on the adapter's client),",
+        "reseeds the simulator (same ids), then times a plain `httpx.Client` sending them in turn: Kafka-free,",
+        "ledger-free, no decoding; the simulator must then hold exactly N Tasks. Flusher CPU is the benchmark",
+        "process's CPU time (`time.process_time`) over the timed run per record: ledger, decoding, adapter and",
+        "HTTP client, not the simulators (their own process).",
         "",
         "Reading it: (a) is what the flusher and the SQLite ledger cost per record with no CRM at all (claiming,",
         "decoding the stored event, recording the outcome), the ceiling for every CRM. Mailing activity is batched by",

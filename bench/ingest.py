@@ -383,6 +383,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-postgres", action="store_true", help="skip (d) and do not start PostgreSQL")
     parser.add_argument("--stock", action="store_true", help="also time confluent-kafka's AvroDeserializer in place of decode_raw")
     parser.add_argument("--profile", type=Path, default=None, help="also run (c) once under cProfile; stats to this file")
+    parser.add_argument("--quix", action="store_true", help="also run the Quix Streams peer (bench/_quix_peer.py) in bench/.venvs/quix")
     parser.add_argument("--ledger", action="store_true", help="also time Ledger.insert alone, and the same rows through the driver")
     parser.add_argument("--output", type=Path, default=None, help="results file [bench/results/ingest.md]")
     args = parser.parse_args(argv)
@@ -398,6 +399,9 @@ LABELS = {
     "d": "(d) `ingest.run` into PostgreSQL: the same",
     "consume": "(a, consume only) `Consumer.consume` batches, no decoding",
     "stock": "(a, stock deserializer) consume + confluent-kafka `AvroDeserializer`",
+    "q-raw": "(q) control: (a)'s loop in the Quix environment (its confluent-kafka, fastavro), a subprocess",
+    "q-noop": "(q) Quix Streams `Application`, registry `AvroDeserializer`, no processing",
+    "q-sink": "(q) Quix Streams: each event mapped to its connection, rows to SQLite by a `BatchingSink`",
 }
 
 
@@ -419,7 +423,33 @@ def main(argv: list[str]) -> int:
     path = write_result("ingest", markdown, args.output)
     print(markdown)
     log(f"written to {path}")
+    ratios = {results[k].label.split(":")[0]: results[k].rate / results["a"].rate for k in ("a", "b", "c", "d") if k in results}
+    log(f"chart: {chart(ratios, path.with_suffix('.png'))}")
     return 0
+
+
+def chart(ratios: dict[str, float], path: Path) -> Path:
+    """The ratios to (a) as bars, with the issue's targets as lines (0.5 SQLite, 0.35 PostgreSQL)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    names = list(ratios)
+    axes.barh(names, [ratios[n] for n in names], color="#4a78a8")
+    for name in names:
+        axes.text(ratios[name] + 0.01, name, f"{ratios[name]:.2f}", va="center")
+    axes.axvline(0.5, color="#b33", linestyle="--", label="target into SQLite (0.5)")
+    axes.axvline(0.35, color="#d92", linestyle=":", label="target into PostgreSQL (0.35)")
+    axes.set_xlabel("events/s as a ratio to (a), same run, medians")
+    axes.set_xlim(0, 1.15)
+    axes.invert_yaxis()
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def measure(stack: Stack, events: list, args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Measurement], float]:
@@ -441,6 +471,10 @@ def measure(stack: Stack, events: list, args: argparse.Namespace, workdir: Path)
         factories["stock"] = lambda: consume_run(stack, ends, args.batch_size, "stock")
     if stack.postgres_url is not None:
         factories["d"] = lambda: ingest_run(stack, ends, args.batch_size, postgres_url(stack))
+    if args.quix:
+        python = quix_python()
+        for key in ("q-raw", "q-noop", "q-sink"):
+            factories[key] = lambda key=key: quix_run(python, stack, ends, args.batch_size, key[2:], workdir)
     results = {key: Measurement(LABELS[key], n) for key in factories}
 
     # Warm-up, not timed: the broker's first fetches, the registry's first lookups, imports.
@@ -464,11 +498,54 @@ def measure(stack: Stack, events: list, args: argparse.Namespace, workdir: Path)
     return results, mean_size
 
 
+# --- the Quix Streams peer, in its own virtual environment ----------------------------------
+
+QUIX_VENV = Path(__file__).resolve().parent / ".venvs" / "quix"
+QUIX_REQUIREMENT = "quixstreams==3.28.1"  # pins confluent-kafka 2.12, older than the service's
+
+
+def quix_python() -> Path:
+    """The peer's interpreter; the environment is made on first use (pip, from the package index)."""
+    import subprocess
+
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        log(f"creating {QUIX_VENV} with {QUIX_REQUIREMENT} ...")
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", QUIX_REQUIREMENT], check=True)
+    return python
+
+
+def quix_run(python: Path, stack: Stack, ends: dict[tuple[str, int], int], batch_size: int, variant: str, workdir: Path) -> Run:
+    """One run of bench/_quix_peer.py (see its doc) in a subprocess, on a fresh group and SQLite file."""
+    import json
+    import subprocess
+
+    expected = sum(ends.values())
+    config = {
+        "bootstrap": stack.bootstrap, "registry": stack.registry_url, "topics": sorted({t for t, _ in ends}),
+        "events": expected, "batch": batch_size, "variant": variant, "group": f"bench-quix-{uuid.uuid4().hex[:8]}",
+        "sqlite": str(workdir / f"quix-{uuid.uuid4().hex[:8]}.db"), "accounts": sorted({account_id(i) for i in range(ACCOUNTS)}),
+    }  # fmt: skip
+
+    def run() -> float:
+        peer = Path(__file__).with_name("_quix_peer.py")
+        done = subprocess.run([str(python), str(peer), json.dumps(config)], capture_output=True, text=True, timeout=RUN_LIMIT_S)
+        if done.returncode != 0:
+            raise RuntimeError(f"quix {variant}: exit {done.returncode}: {done.stderr[-2000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        if result["records"] != expected or (variant == "sink" and result["rows"] != expected):
+            raise RuntimeError(f"quix {variant}: {result}, expected {expected} records and rows")
+        return float(result["seconds"])
+
+    return run
+
+
 # --- Ledger.insert alone, and the same rows through the driver ------------------------------
 
 LEDGER_LABELS = {
     "ledger": "`Ledger.insert` as it is",
-    "driver": "its statement alone: the same rows as ready tuples, DBAPI `executemany` + commit",
+    "driver": "its INSERT alone: the same rows as ready tuples, DBAPI `executemany` + commit (PostgreSQL: what COPY replaced)",
     "bare": "a bare table (uuid text key + JSON payload, nothing else), ready tuples",
 }
 
@@ -479,10 +556,14 @@ def _prepared_insert(ledger, variant: str, batches: list, now: datetime) -> Call
     executemany and commit. "driver" uses the ledger's own statement and table (so it must
     store exactly what the ledger stores); "bare" a table with nothing but a deduplicating key
     and the payload: the ceiling for any ledger that keeps one row per event."""
-    from writeback.ledger.store import _aware, _insert_rows_sql, _sqlite_stamp
+    from writeback.ledger.store import (
+        _aware,
+        _insert_rows_sql,
+        _row_params,
+        _sqlite_stamp,
+    )
 
     stamp = _sqlite_stamp if ledger.dialect == "sqlite" else _aware
-    created = stamp(now)
     if variant == "bare":
         mark = "?" if ledger.engine.dialect.paramstyle == "qmark" else "%s"
         with ledger.engine.begin() as conn:
@@ -491,18 +572,7 @@ def _prepared_insert(ledger, variant: str, batches: list, now: datetime) -> Call
         params = [[(r.id, r.payload) for r in b.rows] for b in batches]
     else:
         sql = _insert_rows_sql(ledger.engine.dialect.paramstyle)
-        params = [
-            [
-                (
-                    r.id, r.account_id, r.connection_id, r.wb_class.value, r.event_type, r.event_id, r.recipient_key,
-                    r.mailing_id, stamp(r.occurred_at), None if r.window_closes_at is None else stamp(r.window_closes_at),
-                    r.status.value, r.error_code, r.error_message, r.replay_count, r.source_topic, r.source_partition,
-                    r.source_offset, r.payload, created, created,
-                )
-                for r in b.rows
-            ]
-            for b in batches
-        ]  # fmt: skip
+        params = [_row_params(b.rows, now, stamp) for b in batches]
     raw = ledger.engine.raw_connection()
 
     def insert(i: int) -> int:
@@ -551,7 +621,7 @@ def measure_ledger(stack: Stack, events: list, args: argparse.Namespace, workdir
                 apply(ledger, settings, now)
                 if variant == "ledger":
                     def insert(i: int, ledger=ledger) -> int:
-                        return ledger.insert(batches[i].rows, batches[i].changes, now=now)
+                        return ledger.insert(batches[i].rows, batches[i].changes, now=now).added
                 else:
                     insert = _prepared_insert(ledger, variant, batches, now)
                 started = time.perf_counter()
@@ -565,6 +635,8 @@ def measure_ledger(stack: Stack, events: list, args: argparse.Namespace, workdir
                 ledger.close()
                 if added != n or len(rows) != n:
                     raise RuntimeError(f"ledger {key}: {added} added, {len(rows)} rows (expected {n})")
+                if variant != "bare":
+                    rows = [r[1:] for r in rows]  # all but `seq`, which numbers arrival, not content
                 if variant != "bare" and rows != stored.setdefault(backend, rows):
                     raise RuntimeError(f"ledger {key}: stored rows differ from the other variant's")
                 results.setdefault(key, Measurement(f"{backend}: {LEDGER_LABELS[variant]}", n)).seconds.append(seconds)
@@ -581,13 +653,26 @@ def report(
 ) -> str:
     base = results["a"].rate
     rows = []
-    for key in ("a", "b", "c", "d", "consume", "stock"):
+    for key in ("a", "b", "c", "d", "consume", "stock", "q-raw", "q-noop", "q-sink"):
         m = results.get(key)
         if m is None:
             continue
         rows.append(
             f"| {m.label} | {m.events:,} | {m.median:.2f} | {m.rate:,.0f} | {m.spread()} | {m.rate / base:.3f} |"
         )
+    quix = []
+    if "q-sink" in results:
+        control = results["q-raw"].rate
+        sink, noop = results["q-sink"].rate / control, results["q-noop"].rate / control
+        ours = {k: results[k].rate / base for k in ("c", "d") if k in results}
+        quix = [
+            "",
+            f"Quix Streams against its own control (q): no-op pipeline {noop:.3f}, rows into SQLite {sink:.3f}. "
+            "Ours against (a): " + ", ".join(f"({k}) {v:.3f} = {v / sink:.2f} x Quix's" for k, v in ours.items()) + ".",
+            "Quix commits a checkpoint every 2,000 records (`commit_every`; `commit_interval` 60 s so the count",
+            "decides), as `ingest.run` commits each 2,000-record batch; its clock starts at the first record it",
+            "hands the pipeline, so its group join is not timed (ours assign partitions).",
+        ]
     return "\n".join(
         [
             "# Ingest throughput",
@@ -614,6 +699,7 @@ def report(
             "| variant | events | median s | events/s | range of runs (events/s) | ratio to (a) |",
             "|---|---:|---:|---:|---:|---:|",
             *rows,
+            *quix,
             "",
             "Every run is checked: (a) and (b) read every record up to each partition's high watermark; (c) and",
             "(d) must report every event consumed and none rejected or dropped, hold exactly one row per event in",

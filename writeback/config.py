@@ -61,6 +61,9 @@ class ServiceConfig(BaseSettings):
     metrics_port: int | None = Field(9464, description="/metrics, /healthz, /readyz; 0 picks a free port, None turns it off")
     ingest_batch_size: int = Field(2000, ge=1, description="Records consumed, stored and committed together")
     flush_interval_s: float = Field(1.0, gt=0, description="Seconds between flush passes over due windows")
+    flush_concurrency: int = Field(
+        4, ge=1, description="Connections flushed at once; each connection's rows stay in one thread, in order"
+    )
     lease_ttl_s: float = Field(60.0, gt=0, description="A dead instance's connections wait this long")
     settings_ttl_s: float = Field(5.0, ge=0, description="How often stored settings are re-read")
     community_interval_s: float = Field(

@@ -142,6 +142,7 @@ def build_flusher(
         breakers=BreakerRegistry(config.breaker),
         lease_ttl=timedelta(seconds=config.lease_ttl_s),
         stop=stop,
+        concurrency=config.flush_concurrency,
     )
 
 

@@ -137,6 +137,50 @@ def test_due_rows_go_out_in_adapter_sized_batches_in_each_recipients_order(ledge
     assert all(r["attempts"] == 1 and r["completed_at"] == T0 for r in ledger.list(limit=1000))
 
 
+def test_connections_flushed_at_once_each_keep_their_recipients_order(ledger, make_flusher, clock):
+    """With concurrency, each connection is flushed by one thread at a time: every row is written
+    once, in each recipient's order, and the connections' calls overlap."""
+    rng = random.Random(5)
+    inside, overlapped, lock = [0], [False], threading.Lock()
+
+    class Slow(Recorder):
+        def write(self, batch: Sequence[Writeback]) -> list[Outcome]:
+            with lock:
+                inside[0] += 1
+                overlapped[0] |= inside[0] > 1
+            threading.Event().wait(0.05)  # a CRM call: the other connections' batches go meanwhile
+            try:
+                return super().write(batch)
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+    adapters = {c: Slow(max_batch=50) for c in CONNECTIONS}
+    events = {
+        c: [
+            subscriber(rng.choice(["UNSUBSCRIBE", "RESUBSCRIBE"]), email=f"r{rng.randrange(20)}@example.org",
+                       at=T0 - timedelta(minutes=rng.randrange(600)))
+            for _ in range(150)
+        ]
+        for c in CONNECTIONS
+    }  # fmt: skip
+    for c in CONNECTIONS:
+        ledger.insert(rows_for(events[c], c, closes=T0), now=T0)
+
+    report = make_flusher(adapters=lambda _a, connection: adapters[connection.id], concurrency=3).flush_due()
+
+    assert report.outcomes == {"completed": 450}
+    assert overlapped[0]
+    for c in CONNECTIONS:
+        written = [wb for batch in adapters[c].batches for wb in batch]
+        assert sorted(wb.id for wb in written) == sorted(writeback_id(e.event_id, c) for e in events[c])
+        seen: dict[str, datetime] = {}
+        for wb in written:
+            assert wb.occurred_at >= seen.get(wb.recipient_key, wb.occurred_at), "a later event overtook an earlier one"
+            seen[wb.recipient_key] = wb.occurred_at
+    assert statuses(ledger) == {"completed": 450}
+
+
 def test_rows_wait_for_their_window_and_manual_rows_for_send_activity(ledger, make_flusher, recorder, clock):
     later, manual = [subscriber()], [activity(mailing="m7"), activity(mailing="m8")]
     ledger.insert(rows_for(later, "c1", closes=T0 + timedelta(minutes=10)) + rows_for(manual, "c2", closes=None), now=T0)

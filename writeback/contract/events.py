@@ -318,7 +318,12 @@ def _symbol_of(enum: type[StrEnum]) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _canonical_uuid(value: Any) -> str:
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value  # already what str(uuid.UUID(value)) gives: ingest's usual case, at a tenth of the cost
     if isinstance(value, uuid.UUID):
         return str(value)
     if not isinstance(value, str):
@@ -332,6 +337,8 @@ def _canonical_uuid(value: Any) -> str:
 def _utc_millis(value: datetime) -> datetime:
     """Aware UTC, truncated to milliseconds: exactly what timestamp-millis carries on the wire,
     so a model equals itself after an Avro round trip."""
+    if value.tzinfo is UTC and not value.microsecond % 1000:
+        return value  # as decoded from timestamp-millis: nothing to convert
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(
             "naive timestamp (no time zone) is ambiguous; give an offset, e.g. 2026-03-08T14:30:00Z"

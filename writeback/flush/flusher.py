@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -71,6 +72,12 @@ class FlushReport:
         for result in results:
             self.outcomes[result.status.value] = self.outcomes.get(result.status.value, 0) + 1
 
+    def merge(self, other: FlushReport) -> None:
+        self.batches += other.batches
+        self.dead_letters += other.dead_letters
+        for status, rows in other.outcomes.items():
+            self.outcomes[status] = self.outcomes.get(status, 0) + rows
+
 
 class Flusher:
     def __init__(
@@ -88,6 +95,7 @@ class Flusher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         stop: threading.Event | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
@@ -103,6 +111,7 @@ class Flusher:
         self.rng = rng or random.Random()
         # set when the process is stopping: the batch in flight is finished, no other is claimed
         self.stopping = stop or threading.Event()
+        self.concurrency = concurrency
         self._open: dict[str, tuple[Connection, Adapter]] = {}
 
     def close(self) -> None:
@@ -111,23 +120,39 @@ class Flusher:
         self._open.clear()
 
     def flush_due(self) -> FlushReport:
-        """One pass: every connection with due rows, as far as its lease and breaker allow."""
+        """One pass: every connection with due rows, as far as its lease and breaker allow.
+
+        Up to `concurrency` connections are flushed at once, each by one thread from claim to
+        record, so a recipient's rows still go out in order: while one CRM answers, another's
+        batch is prepared or sent (a deployment has many accounts, each CRM call mostly waits).
+        """
         report = FlushReport()
-        for connection_id in self.ledger.connections_with_due_rows(self.clock()):
-            if self.stopping.is_set():
-                break
-            try:
-                self.flush_connection(connection_id, report)
-            except (PublishError, RegistryUnavailable, SQLAlchemyError):
-                raise  # the broker, registry or database is away: every connection waits for it
-            except Exception as exc:  # noqa: BLE001 - one connection's trouble must not stop the others
-                log.warning(
-                    "connection %s: flush failed (%s); its rows are retried",
-                    connection_id,
-                    type(exc).__name__,
-                    extra=logs.fields(connection=connection_id),
-                )
+        connection_ids = [] if self.stopping.is_set() else self.ledger.connections_with_due_rows(self.clock())
+        if self.concurrency <= 1 or len(connection_ids) <= 1:
+            for connection_id in connection_ids:
+                if self.stopping.is_set():
+                    break
+                report.merge(self._flush_one(connection_id))
+            return report
+        with ThreadPoolExecutor(min(self.concurrency, len(connection_ids)), thread_name_prefix="flush") as pool:
+            futures = [pool.submit(self._flush_one, c) for c in connection_ids]
+        for future in futures:
+            report.merge(future.result())  # re-raises an outage, once every connection has stopped
         return report
+
+    def _flush_one(self, connection_id: str) -> FlushReport:
+        try:
+            return self.flush_connection(connection_id)
+        except (PublishError, RegistryUnavailable, SQLAlchemyError):
+            raise  # the broker, registry or database is away: every connection waits for it
+        except Exception as exc:  # noqa: BLE001 - one connection's trouble must not stop the others
+            log.warning(
+                "connection %s: flush failed (%s); its rows are retried",
+                connection_id,
+                type(exc).__name__,
+                extra=logs.fields(connection=connection_id),
+            )
+            return FlushReport()
 
     def flush_connection(self, connection_id: str, report: FlushReport | None = None) -> FlushReport:
         report = report if report is not None else FlushReport()

@@ -9,6 +9,7 @@ died are returned to `pending` by the next holder.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,11 @@ from writeback.ledger.tables import (
     flush_leases,
     subscriber_events,
     subscriber_state,
+    writeback_key,
     writebacks,
 )
+
+log = logging.getLogger("writeback.ledger")
 
 
 @dataclass(slots=True)  # not frozen: ingest makes tens of thousands a second, and frozen init is slow
@@ -112,6 +116,7 @@ class Ledger:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.copy_rows = True  # PostgreSQL: COPY into a staging table (see `_copy_rows`)
 
     @classmethod
     def connect(cls, url: str, *, migrate_schema: bool = True) -> Ledger:
@@ -148,7 +153,9 @@ class Ledger:
                     conn.execute(subscriber_events.insert(), [{"event_id": e} for e in fresh])
             kept, repeated = _first_events(rows, {c.event_id for c in changes}, seen)
             added = conflicting = 0
-            if kept:
+            if kept and self.dialect == "postgresql" and self.copy_rows:
+                added = _copy_rows(conn, _row_params(kept, now, _aware))
+            elif kept:
                 # no RETURNING: the driver's row count says how many were new
                 sql = _insert_rows_sql(self.engine.dialect.paramstyle)
                 params = _row_params(kept, now, _sqlite_stamp if self.dialect == "sqlite" else _aware)
@@ -232,7 +239,7 @@ class Ledger:
             return list(
                 conn.execute(
                     sa.select(writebacks.c.connection_id)
-                    .where(sa.or_(_due(now), orphaned))
+                    .where(_waiting(writebacks), sa.or_(_due(now), orphaned))
                     .group_by(writebacks.c.connection_id)
                 ).scalars()
             )
@@ -244,67 +251,65 @@ class Ledger:
 
         A row is held back while an earlier row of the same recipient is still waiting (in
         backoff, or in flight), so a later event never overtakes an earlier one in the CRM.
+
+        The walk follows the waiting-rows index in claim order and stops at `limit`, and the
+        earlier-row test is a range of that same index: the cost stays flat however large the
+        backlog, with or without the database's statistics (bench/results/scaling.md).
         """
-        earlier = writebacks.alias("earlier")
-        blocked = sa.exists().where(
-            earlier.c.connection_id == writebacks.c.connection_id,
-            earlier.c.recipient_key == writebacks.c.recipient_key,
-            earlier.c.occurred_at < writebacks.c.occurred_at,
-            sa.or_(
-                earlier.c.status == Status.IN_FLIGHT.value,
-                sa.and_(earlier.c.status == Status.PENDING.value, ~_due(now, earlier)),
-            ),
-        )
         with self.engine.begin() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(writebacks)
-                    .where(writebacks.c.connection_id == connection_id, _due(now), ~blocked)
-                    .order_by(
-                        writebacks.c.recipient_key, writebacks.c.occurred_at, writebacks.c.id
-                    )
-                    .limit(limit)
-                )
-                .mappings()
-                .all()
-            )
+            rows = conn.execute(claim_query(connection_id, now, limit)).mappings().all()
             if not rows:
                 return []
-            ids = [r["id"] for r in rows]
+            seqs = [r["seq"] for r in rows]
             # only rows this update moved are ours, should a lease ever be shared by mistake
             claimed = set(
                 conn.execute(
                     writebacks.update()
-                    .where(writebacks.c.id.in_(ids), writebacks.c.status == Status.PENDING.value)
+                    # lower(): a test the partial index's predicate cannot be proven from, so a
+                    # planner without statistics takes the primary key, not the whole backlog
+                    .where(writebacks.c.seq.in_(seqs), sa.func.lower(writebacks.c.status) == Status.PENDING.value)
                     .values(status=Status.IN_FLIGHT.value, claimed_by=owner, updated_at=now)
-                    .returning(writebacks.c.id)
+                    .returning(writebacks.c.seq)
                 ).scalars()
             )
-        return [_to_writeback(r) for r in rows if r["id"] in claimed]
+        return [_to_writeback(r) for r in rows if r["seq"] in claimed]
 
     def record(self, results: Iterable[RowResult], owner: str, now: datetime) -> None:
-        """Store outcomes for rows this owner claimed; rows it no longer holds are left alone."""
+        """Store outcomes for rows this owner claimed; rows it no longer holds are left alone.
+
+        Set-based: one UPDATE per distinct outcome (a batch that all completed is one
+        statement), the rows named by their keys."""
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for result in results:
+            outcome = (
+                result.status,
+                result.error_code,
+                (result.error_message or "")[:1000] or None,
+                result.next_attempt_at,
+                result.counts_attempt,
+            )
+            groups.setdefault(outcome, []).append(writeback_key(result.writeback_id))
         with self.engine.begin() as conn:
-            for result in results:
+            for (status, error_code, error_message, next_attempt_at, counts), keys in groups.items():
                 values: dict[str, Any] = {
-                    "status": result.status.value,
-                    "attempts": writebacks.c.attempts + int(result.counts_attempt),
-                    "error_code": result.error_code,
-                    "error_message": (result.error_message or "")[:1000] or None,
+                    "status": status.value,
+                    "attempts": writebacks.c.attempts + int(counts),
+                    "error_code": error_code,
+                    "error_message": error_message,
                     "claimed_by": None,
                     "updated_at": now,
-                    "next_attempt_at": result.next_attempt_at,
+                    "next_attempt_at": next_attempt_at,
                 }
-                if result.status is Status.COMPLETED:
+                if status is Status.COMPLETED:
                     values["completed_at"] = now
-                if result.status is not Status.COMPLETED and result.error_code:
+                if status is not Status.COMPLETED and error_code:
                     values["first_failed_at"] = sa.func.coalesce(writebacks.c.first_failed_at, now)
                 conn.execute(
                     writebacks.update()
                     .where(
-                        writebacks.c.id == result.writeback_id,
+                        writebacks.c.key.in_(keys),
                         writebacks.c.claimed_by == owner,
-                        writebacks.c.status == Status.IN_FLIGHT.value,
+                        sa.func.lower(writebacks.c.status) == Status.IN_FLIGHT.value,  # as in claim_due
                     )
                     .values(**values)
                 )
@@ -351,7 +356,7 @@ class Ledger:
         with self.engine.begin() as conn:
             return conn.execute(
                 writebacks.update()
-                .where(writebacks.c.id.in_(ids), writebacks.c.status == Status.FAILED.value)
+                .where(writebacks.c.key.in_([writeback_key(i) for i in ids]), writebacks.c.id.in_(ids), writebacks.c.status == Status.FAILED.value)
                 .values(**values)
             ).rowcount
 
@@ -361,9 +366,10 @@ class Ledger:
         found: dict[str, Status] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
                 rows = conn.execute(
                     sa.select(writebacks.c.id, writebacks.c.status).where(
-                        writebacks.c.id.in_(wanted[start : start + 500])
+                        writebacks.c.key.in_([writeback_key(i) for i in chunk]), writebacks.c.id.in_(chunk)
                     )
                 )
                 found.update({i: Status(s) for i, s in rows})
@@ -405,7 +411,7 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         query = sa.select(writebacks).order_by(writebacks.c.updated_at.desc()).limit(limit)
         if status is not None:
-            query = query.where(writebacks.c.status == status.value)
+            query = query.where(_status_is(writebacks, status))
         if connection_id is not None:
             query = query.where(writebacks.c.connection_id == connection_id)
         if account_id is not None:
@@ -420,7 +426,11 @@ class Ledger:
     def get(self, writeback_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = (
-                conn.execute(sa.select(writebacks).where(writebacks.c.id == writeback_id))
+                conn.execute(
+                    sa.select(writebacks).where(
+                        writebacks.c.key == writeback_key(writeback_id), writebacks.c.id == writeback_id
+                    )
+                )
                 .mappings()
                 .first()
             )
@@ -429,7 +439,7 @@ class Ledger:
     def oldest_due(self, now: datetime) -> datetime | None:
         """When the longest-waiting due row's window closed (None: nothing is due)."""
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.min(writebacks.c.window_closes_at)).where(_due(now))).scalar()
+            return conn.execute(sa.select(sa.func.min(writebacks.c.window_closes_at)).where(_waiting(writebacks), _due(now))).scalar()
 
     def unwritten(self, connection_id: str, mailing_id: str) -> int:
         """Rows of one mailing for one connection not yet written (pending or in flight): what a
@@ -472,7 +482,7 @@ class Ledger:
 
 
 _INSERTED = (
-    "id", "account_id", "connection_id", "wb_class", "event_type", "event_id", "recipient_key",
+    "key", "id", "account_id", "connection_id", "wb_class", "event_type", "event_id", "recipient_key",
     "mailing_id", "occurred_at", "window_closes_at", "status", "error_code", "error_message",
     "replay_count", "source_topic", "source_partition", "source_offset", "payload", "created_at",
     "updated_at",
@@ -484,8 +494,40 @@ def _insert_rows_sql(paramstyle: str) -> str:
     marker = "?" if paramstyle == "qmark" else "%s"
     return (
         f"INSERT INTO {writebacks.name} (attempts, {', '.join(_INSERTED)}) "
-        f"VALUES (0, {', '.join([marker] * len(_INSERTED))}) ON CONFLICT (id) DO NOTHING"
+        f"VALUES (0, {', '.join([marker] * len(_INSERTED))}) ON CONFLICT (key) DO NOTHING"
     )
+
+
+_STAGED = "writebacks_staged"
+
+
+def _copy_rows(conn: sa.Connection, params: list[tuple[Any, ...]]) -> int:
+    """PostgreSQL's bulk load: COPY the rows into a temporary table of this session (emptied at
+    commit), then one INSERT ... SELECT that skips existing keys. COPY itself cannot skip
+    conflicts; the two statements together beat executemany (bench/results/ingest.md)."""
+    columns = ", ".join(_INSERTED)
+    statement = f"COPY {_STAGED} ({columns}) FROM STDIN"
+    driver_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGED} ON COMMIT DELETE ROWS "
+            f"AS SELECT {columns} FROM {writebacks.name} WITH NO DATA"
+        )
+        with cursor.copy(statement) as copy:
+            for row in params:
+                copy.write_row(row)
+        statement = (
+            f"INSERT INTO {writebacks.name} (attempts, {columns}) SELECT 0, {columns} FROM {_STAGED} "
+            "ON CONFLICT (key) DO NOTHING"
+        )
+        cursor.execute(statement)
+        return int(cursor.rowcount)
+    except driver_error as exc:
+        # as SQLAlchemy would raise it: ingest tells a refused row (DataError) from an outage by it
+        raise sa.exc.DBAPIError.instance(statement, None, exc, driver_error) from exc
+    finally:
+        cursor.close()
 
 
 def _sqlite_stamp(value: datetime) -> str:
@@ -506,6 +548,7 @@ def _row_params(rows: Sequence[NewWriteback], now: datetime, stamp: Callable[[da
     created = stamp(now)
     return [
         (
+            writeback_key(r.id),
             r.id,
             r.account_id,
             r.connection_id,
@@ -558,12 +601,20 @@ def _conflicting(conn: sa.Connection, rows: Sequence[NewWriteback]) -> int:
     different data), or not stored at all for a repeated event (its other content took another
     connection); a plain redelivery matches what is stored."""
     stored: dict[str, Any] = {}
-    ids = list({r.id for r in rows})
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        stored.update(conn.execute(sa.select(writebacks.c.id, writebacks.c.payload).where(writebacks.c.id.in_(chunk))).all())
+    keys = list({writeback_key(r.id) for r in rows})
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found = conn.execute(
+            sa.select(writebacks.c.key, writebacks.c.id, writebacks.c.payload).where(writebacks.c.key.in_(chunk))
+        )
+        for key, stored_id, payload in found:
+            stored[stored_id] = payload
+            stored.setdefault(key, stored_id)
     conflicting = set()
     for row in rows:
+        holder = stored.get(writeback_key(row.id))
+        if holder is not None and holder != row.id:
+            log.error("writebacks %s and %s share a 64-bit key; the second was not stored", holder, row.id)
         kept = stored.get(row.id)
         if isinstance(kept, str):  # SQLite hands back the JSON text when read this way
             kept = json.loads(kept)
@@ -623,6 +674,43 @@ def _upsert_subscriber(dialect: str) -> Any:
     )
 
 
+def claim_query(connection_id: str, now: datetime, limit: int) -> sa.Select[Any]:
+    """The due rows `Ledger.claim_due` takes, in claim order (public so the benchmark can show
+    its plan)."""
+    earlier = writebacks.alias("earlier")
+    blocked = (
+        sa.select(earlier.c.seq)
+        .where(
+            earlier.c.connection_id == writebacks.c.connection_id,
+            earlier.c.recipient_key == writebacks.c.recipient_key,
+            earlier.c.occurred_at < writebacks.c.occurred_at,
+            _waiting(earlier),  # the index's predicate; the test below is a filter on its rows
+            ~_due(now, earlier),
+        )
+        # OFFSET 0 keeps PostgreSQL from turning the test into an anti-join, whose plan depends
+        # on statistics a fresh backlog does not have: as a subplan it is one index range per row
+        .offset(0)
+        .exists()
+    )
+    return (
+        sa.select(*(writebacks.c[name] for name in _CLAIMED))
+        .where(writebacks.c.connection_id == connection_id, _waiting(writebacks), _due(now), ~blocked)
+        .order_by(writebacks.c.recipient_key, writebacks.c.occurred_at, writebacks.c.seq)
+        .limit(limit)
+    )
+
+
+def _status_is(table: Any, *statuses: Status) -> sa.ColumnElement[bool]:
+    """A status test written with literals, as the partial indexes' predicates are: SQLite uses
+    a partial index only for a query that repeats its predicate, and cannot see a bound value."""
+    literals = [sa.literal_column(f"'{s.value}'") for s in statuses]
+    return table.c.status == literals[0] if len(literals) == 1 else table.c.status.in_(literals)
+
+
+def _waiting(table: Any) -> sa.ColumnElement[bool]:
+    return _status_is(table, Status.PENDING, Status.IN_FLIGHT)
+
+
 def _due(now: datetime, table: Any = writebacks) -> sa.ColumnElement[bool]:
     return sa.and_(
         table.c.status == Status.PENDING.value,
@@ -630,6 +718,14 @@ def _due(now: datetime, table: Any = writebacks) -> sa.ColumnElement[bool]:
         table.c.window_closes_at <= now,
         sa.or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
     )
+
+
+# what `Claimed` carries, no more: each instant read back costs the driver a parse per row
+_CLAIMED = (
+    "seq", "id", "account_id", "connection_id", "wb_class", "recipient_key", "occurred_at", "event_type",
+    "payload", "attempts", "first_failed_at", "window_closes_at", "replay_count", "source_topic",
+    "source_partition", "source_offset",
+)  # fmt: skip
 
 
 def _to_writeback(row: Any) -> Claimed:

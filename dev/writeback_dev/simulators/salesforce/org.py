@@ -62,6 +62,29 @@ class Org:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
         self._counter = itertools.count(1)
+        # (object, text field) -> casefolded value -> rows holding it, in insertion order; built
+        # on first use within one save() and kept current by its inserts and updates, so an
+        # upsert of n records reads each table once instead of twice per record
+        self._by_value: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
+
+    def _holders(self, sobject: SObjectType, field: str, value: str) -> list[dict[str, Any]]:
+        index = self._by_value.get((sobject.name, field))
+        if index is None:
+            index = self._by_value[(sobject.name, field)] = {}
+            for row in self.tables[sobject.name].values():
+                if isinstance(row.get(field), str):
+                    index.setdefault(row[field].casefold(), []).append(row)
+        return index.get(value.casefold(), [])
+
+    def _indexed(self, sobject_name: str, row: dict[str, Any], changes: dict[str, Any]) -> None:
+        for (name, column), index in self._by_value.items():
+            if name != sobject_name or column not in changes:
+                continue
+            before = row.get(column)
+            if isinstance(before, str) and row in index.get(before.casefold(), []):
+                index[before.casefold()].remove(row)
+            if isinstance(changes[column], str):
+                index.setdefault(changes[column].casefold(), []).append(row)
 
     def new_id(self, sobject: SObjectType) -> str:
         n, digits = next(self._counter), ""
@@ -88,6 +111,7 @@ class Org:
         ext_field: str | None = None,
     ) -> list[dict[str, Any]]:
         undo: list[tuple[str, str, dict[str, Any] | None]] = []
+        self._by_value.clear()  # rows may have changed since the last call (deletes, rollbacks)
         duplicates = self._duplicate_external_ids(records, ext_field) if ext_field else set()
         results = []
         for raw in records:
@@ -160,12 +184,14 @@ class Org:
         key = values.get(ext_field)
         if key in (None, ""):
             raise RecordError("MISSING_ARGUMENT", f"{ext_field} not specified", [ext_field])
+        spec = sobject.fields[ext_field]
+        candidates = (
+            self._holders(sobject, ext_field, key)
+            if spec.kind not in ("id", "reference") and isinstance(key, str)
+            else self.tables[sobject.name].values()
+        )
         match = next(
-            (
-                r
-                for r in self.tables[sobject.name].values()
-                if not r["IsDeleted"] and same_value(sobject.fields[ext_field], r.get(ext_field), key)
-            ),
+            (r for r in candidates if not r["IsDeleted"] and same_value(spec, r.get(ext_field), key)),
             None,
         )
         if match is None:
@@ -237,6 +263,7 @@ class Org:
             SystemModstamp=now,
         )
         record_id: str = row["Id"]
+        self._indexed(sobject.name, row, row)
         self.tables[sobject.name][record_id] = row
         undo.append((sobject.name, record_id, None))
         return record_id
@@ -259,6 +286,7 @@ class Org:
                 "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(emptied)}]", emptied
             )
         undo.append((sobject.name, record["Id"], dict(record)))
+        self._indexed(sobject.name, record, changes)
         now = now_sf()
         record.update(changes, LastModifiedDate=now, SystemModstamp=now)
 
@@ -306,7 +334,7 @@ class Org:
             clash = next(
                 (
                     r
-                    for r in self.tables[sobject.name].values()
+                    for r in self._holders(sobject, name, text)
                     if r["Id"] != own_id
                     and isinstance(r.get(name), str)
                     and r[name].casefold() == text.casefold()
