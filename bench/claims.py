@@ -28,33 +28,46 @@ from bench import command, log, machine, utc_now, write_result
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _fill(ledger, rows: int) -> None:
+def fill(
+    ledger,
+    rows: int,
+    *,
+    account: str = "acct",
+    connection: str = "c1",
+    closes: str = "2026-01-01 01:00:00",
+    failed_every: int | None = 100,
+    payload: str = '{"n": 1}',
+) -> None:
+    """`rows` rows for one connection in one INSERT ... SELECT, ten per recipient, every
+    `failed_every`-th failed, windows closing at `closes` (UTC); on PostgreSQL the table's
+    autovacuum is switched off so it is never analysed."""
     import sqlalchemy as sa
 
     if ledger.dialect == "postgresql":
         numbers = f"SELECT n FROM generate_series(1, {rows}) AS n"
         stamp = "TIMESTAMPTZ '2026-01-01 00:00:00+00' + n * INTERVAL '1 millisecond'"
-        closes = "TIMESTAMPTZ '2026-01-01 01:00:00+00'"
-        payload = "'{\"n\": 1}'::jsonb"
+        closes_at = f"TIMESTAMPTZ '{closes}+00'"
+        body = "CAST(:payload AS jsonb)"
     else:
         numbers = f"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < {rows}) SELECT n FROM c"
         stamp = "strftime('%Y-%m-%d %H:%M:%f000', '2026-01-01', '+' || (n / 1000.0) || ' seconds')"
-        closes = "'2026-01-01 01:00:00.000000'"
-        payload = "'{\"n\": 1}'"
+        closes_at = f"'{closes}.000000'"
+        body = ":payload"
+    failed = f"n % {failed_every} = 0" if failed_every else "0 = 1"
     sql = f"""
         INSERT INTO writebacks (key, id, account_id, connection_id, wb_class, event_type, event_id,
             recipient_key, occurred_at, window_closes_at, status, attempts, replay_count, payload,
             created_at, updated_at, error_code)
-        SELECT n, 'wb-' || n, 'acct', 'c1', 'activity', 'activity', 'ev-' || n,
-            'r' || (n % {max(rows // 10, 1)}), {stamp}, {closes},
-            CASE WHEN n % 100 = 0 THEN 'failed' ELSE 'pending' END, 0, 0, {payload},
-            {stamp}, {stamp}, CASE WHEN n % 100 = 0 THEN 'E' END
+        SELECT n, 'wb-' || n, :account, :connection, 'activity', 'activity', 'ev-' || n,
+            'r' || (n % {max(rows // 10, 1)}), {stamp}, {closes_at},
+            CASE WHEN {failed} THEN 'failed' ELSE 'pending' END, 0, 0, {body},
+            {stamp}, {stamp}, CASE WHEN {failed} THEN 'E' END
         FROM ({numbers}) AS numbers
     """
     with ledger.engine.begin() as conn:
         if ledger.dialect == "postgresql":
             conn.execute(sa.text("ALTER TABLE writebacks SET (autovacuum_enabled = false)"))
-        conn.execute(sa.text(sql))
+        conn.execute(sa.text(sql), {"account": account, "connection": connection, "payload": payload})
 
 
 def _ledger(dialect: str, workdir: Path, postgres_url: str | None):
@@ -89,7 +102,7 @@ def measure(dialect: str, rows: int, repeats: int, workdir: Path, postgres_url: 
 
     ledger = _ledger(dialect, workdir, postgres_url)
     started = time.perf_counter()
-    _fill(ledger, rows)
+    fill(ledger, rows)
     log(f"{dialect}: {rows:,} rows filled in {time.perf_counter() - started:.1f} s")
     now = T0 + timedelta(days=1)
     result: dict = {"claim": [], "failed": []}
