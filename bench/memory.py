@@ -6,7 +6,7 @@ Starts the local stack (Kafka and the schema registry; the topics created empty)
 a fresh SQLite ledger (migrated as the service does, the ingest benchmark's 50 tracking
 connections stored) is filled by one INSERT ... SELECT with that many pending rows for one
 connection, ten per recipient, each carrying a real event's JSON; their windows close in 2099, so
-nothing is due and nothing flushes. Then `python -m writeback serve` runs against it in a
+nothing is due and nothing flushes. Then `writeback serve` (`python -m writeback.cli serve`) runs against it in a
 subprocess: once /readyz answers 200 (consumer assigned, database reachable), it is left running
 for S seconds (flush passes every second, the backlog gauges refreshed, /metrics scraped once a
 second), then stopped with SIGTERM. Its peak resident set is the kernel's VmHWM from
@@ -108,7 +108,7 @@ def measure(stack: Stack, rows: int, hold: float, workdir: Path) -> dict[str, fl
     }
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "writeback", "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        [sys.executable, "-m", "writeback.cli", "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     lines: list[str] = []
     port: list[int] = []

@@ -62,9 +62,9 @@ class Org:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
         self._counter = itertools.count(1)
-        # (object, text field) -> casefolded value -> rows holding it, in insertion order; built
-        # on first use within one save() and kept current by its inserts and updates, so an
-        # upsert of n records reads each table once instead of twice per record
+        # (object, text field) -> casefolded value -> rows holding it, in the order they took it;
+        # built on first use and kept current by inserts and updates (a rollback drops it), so an
+        # upsert reads a table once in the org's life, not once per call or twice per record
         self._by_value: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
 
     def _holders(self, sobject: SObjectType, field: str, value: str) -> list[dict[str, Any]]:
@@ -111,7 +111,6 @@ class Org:
         ext_field: str | None = None,
     ) -> list[dict[str, Any]]:
         undo: list[tuple[str, str, dict[str, Any] | None]] = []
-        self._by_value.clear()  # rows may have changed since the last call (deletes, rollbacks)
         duplicates = self._duplicate_external_ids(records, ext_field) if ext_field else set()
         results = []
         for raw in records:
@@ -129,6 +128,7 @@ class Org:
                     result = {"id": raw["Id"], **result}
                 results.append(result)
         if all_or_none and not all(r["success"] for r in results):
+            self._by_value.clear()  # the rows restored below are copies, not the indexed ones
             for type_name, record_id, before in reversed(undo):
                 if before is None:
                     self.tables[type_name].pop(record_id, None)
