@@ -69,8 +69,8 @@ def settings_for(endpoints: dict[str, str], connections: int) -> Any:
     )
 
 
-def run_once(host: Any, settings: Any, events: list[Any], level: int, workdir: Path, name: str) -> tuple[float, float, int]:
-    """Seconds and flusher CPU seconds of one pass over every connection's rows; the CRM calls made."""
+def run_once(host: Any, settings: Any, events: list[Any], level: int, workdir: Path, name: str) -> tuple[float, float, float, int]:
+    """Seconds, flusher and simulator CPU seconds of one pass over every connection's rows; the CRM calls made."""
     from writeback.flush.flusher import Flusher, open_adapter
     from writeback.ledger import Ledger
     from writeback.settings import apply
@@ -99,16 +99,16 @@ def run_once(host: Any, settings: Any, events: list[Any], level: int, workdir: P
             concurrency=level,
         )
         before = host.holds("salesforce")
-        cpu = time.process_time()
+        cpu, sim = time.process_time(), host.cpu()
         seconds = timed(flusher.flush_due)
-        cpu = time.process_time() - cpu
+        cpu, sim = time.process_time() - cpu, host.cpu() - sim
         expected = len(events) * len(account.connections)
         counts = ledger.counts()
         assert sum(counts.values()) == expected and all(s == "completed" for _, s in counts), counts
         after = host.holds("salesforce")
         assert after["records"] - before["records"] == expected, (before, after)
         assert after["faults"] == 0, after
-        return seconds, cpu, after["calls"] - before["calls"]
+        return seconds, cpu, sim, after["calls"] - before["calls"]
     finally:
         for adapter in adapters.values():
             adapter.close()
@@ -127,6 +127,7 @@ def main(argv: list[str]) -> int:
     total = args.connections * args.records
     results = {level: Measurement(f"flush_concurrency {level}", total) for level in levels}
     cpu: dict[int, list[float]] = {level: [] for level in levels}
+    sim: dict[int, list[float]] = {level: [] for level in levels}
     calls: dict[int, int] = {}
     workdir = Path(tempfile.mkdtemp(prefix="bench-concurrency-"))
     manager = _SimManager(ctx=multiprocessing.get_context("spawn"))
@@ -141,22 +142,23 @@ def main(argv: list[str]) -> int:
         for repeat in range(args.repeats):
             for level in rotated([str(x) for x in levels], repeat):
                 name = f"r{repeat}-c{level}"
-                seconds, used, calls[int(level)] = run_once(host, settings, events, int(level), workdir, name)
+                seconds, used, crm, calls[int(level)] = run_once(host, settings, events, int(level), workdir, name)
                 results[int(level)].seconds.append(seconds)
                 cpu[int(level)].append(used / total * 1e6)
+                sim[int(level)].append(crm / seconds)
                 log(f"{name}: {total / seconds:,.0f} records/s ({seconds:.1f} s)")
         host.stop()
     finally:
         manager.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
-    markdown = report(args, argv, levels, results, cpu, calls)
+    markdown = report(args, argv, levels, results, cpu, sim, calls)
     path = write_result("concurrency", markdown, args.output)
     print(markdown)
     log(f"written to {path}")
     return 0
 
 
-def report(args: argparse.Namespace, argv: list[str], levels: list[int], results: dict, cpu: dict, calls: dict) -> str:
+def report(args: argparse.Namespace, argv: list[str], levels: list[int], results: dict, cpu: dict, sim: dict, calls: dict) -> str:
     base = results[levels[0]].rate
     lines = [
         "# Concurrent flushing: many connections into the Salesforce simulator",
@@ -172,22 +174,23 @@ def report(args: argparse.Namespace, argv: list[str], levels: list[int], results
         "every connection's adapter opened and warmed before the clock",
         f"- Reproduce: `{command('concurrency', argv)}`",
         "",
-        f"| `flush_concurrency` | rows | median s | rows/s | range of runs (rows/s) | ratio to {levels[0]} | CRM calls per run | flusher CPU µs/row |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| `flush_concurrency` | rows | median s | rows/s | range of runs (rows/s) | ratio to {levels[0]} | CRM calls per run | flusher CPU µs/row | simulator busy (CPU s / s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level in levels:
         m = results[level]
         lines.append(
             f"| {level} | {m.events:,} | {m.median:.1f} | {m.rate:,.0f} | {m.spread()} | {m.rate / base:.2f} "
-            f"| {calls[level]:,} | {statistics.median(cpu[level]):,.0f} |"
+            f"| {calls[level]:,} | {statistics.median(cpu[level]):,.0f} | {statistics.median(sim[level]):.2f} |"
         )
     lines += [
         "",
         "Every run is checked: every row completed (a dead letter fails the run) and the simulator holds exactly",
         "C x N more Tasks than before the clock, with no error status. Flusher CPU is the benchmark process's",
         "CPU time over the timed pass per row (ledger, decoding, adapters, HTTP clients; not the simulator, which",
-        "runs in its own process). The threads share one interpreter, so what concurrency can overlap is the",
-        "flusher's work with the CRM's (and the database's) time, not two connections' Python work.",
+        "runs in its own process); simulator busy is the simulator process's CPU seconds per second of the pass",
+        "(1.00: it had a core to itself and used all of it). The threads share one interpreter, so what concurrency",
+        "can overlap is the flusher's work with the CRM's (and the database's) time, not two connections' Python work.",
         "",
     ]
     return "\n".join(lines)

@@ -116,6 +116,10 @@ class SimHost:
             "faults": self._nf.fault_count(),
         }
 
+    def cpu(self) -> float:
+        """CPU seconds the simulators' process has used: what a run cost the CRM side."""
+        return time.process_time()
+
     def stop(self) -> None:
         self._sf.stop()
         self._nf.stop()

@@ -192,7 +192,7 @@ def report(args: argparse.Namespace, argv: list[str], sizes: list[int], results:
         f"- Date: {utc_now()}",
         f"- Machine: {machine()}",
         (
-            f"- One `python -m writeback serve` subprocess per size against a fresh SQLite ledger of that many pending rows "
+            f"- One `writeback serve` subprocess (`python -m writeback.cli serve`) per size against a fresh SQLite ledger of that many pending rows "
             f"(one connection, windows closing in 2099, so nothing flushes), on the local Kafka and registry; "
             f"held {args.hold:g} s once /readyz answers 200, /metrics scraped once a second, then SIGTERM"
         ),
@@ -207,8 +207,9 @@ def report(args: argparse.Namespace, argv: list[str], sizes: list[int], results:
         lines.append(f"| {rows:,} | {r['peak']:.0f} | {r['last']:.0f} | {r['peak'] / base:.2f} | {r['ready']:.1f} | {met} |")
     lines += [
         "",
-        "Checked after every run: the ledger still holds exactly that many rows, every one pending. One run per",
-        "size: peak memory is not noisy the way throughput is.",
+        "Checked after every run: serve's `writeback_pending_rows` gauge reports every row (its backlog query ran",
+        "over them) and the ledger still holds exactly that many rows, every one pending. One run per size: peak",
+        "memory is not noisy the way throughput is.",
         "",
     ]
     return "\n".join(lines)
