@@ -17,8 +17,6 @@ Results go to bench/results/concurrency.md (or --output) and stdout.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import shutil
 import statistics
 import tempfile
@@ -42,9 +40,9 @@ from bench.flush import (
     SF_SECRET_ENV,
     ZONE,
     NoDeadLetters,
-    _SimManager,
     event_for,
     rows_for,
+    simulators,
     warm_up,
 )
 
@@ -130,26 +128,20 @@ def main(argv: list[str]) -> int:
     sim: dict[int, list[float]] = {level: [] for level in levels}
     calls: dict[int, int] = {}
     workdir = Path(tempfile.mkdtemp(prefix="bench-concurrency-"))
-    manager = _SimManager(ctx=multiprocessing.get_context("spawn"))
-    manager.start()
     try:
-        host = manager.SimHost()  # type: ignore[attr-defined]
-        endpoints = host.endpoints()
-        os.environ[SF_SECRET_ENV] = endpoints["client_secret"]
-        settings = settings_for(endpoints, args.connections)
-        keys = host.seed("salesforce", args.records + 1)  # a fresh org hands out the same ids each seed
-        events = [event_for("mailing activity", key, i, "concurrency") for i, key in enumerate(keys[: args.records])]
-        for repeat in range(args.repeats):
-            for level in rotated([str(x) for x in levels], repeat):
-                name = f"r{repeat}-c{level}"
-                seconds, used, crm, calls[int(level)] = run_once(host, settings, events, int(level), workdir, name)
-                results[int(level)].seconds.append(seconds)
-                cpu[int(level)].append(used / total * 1e6)
-                sim[int(level)].append(crm / seconds)
-                log(f"{name}: {total / seconds:,.0f} records/s ({seconds:.1f} s)")
-        host.stop()
+        with simulators() as (host, endpoints):
+            settings = settings_for(endpoints, args.connections)
+            keys = host.seed("salesforce", args.records + 1)  # a fresh org hands out the same ids each seed
+            events = [event_for("mailing activity", key, i, "concurrency") for i, key in enumerate(keys[: args.records])]
+            for repeat in range(args.repeats):
+                for level in rotated([str(x) for x in levels], repeat):
+                    name = f"r{repeat}-c{level}"
+                    seconds, used, crm, calls[int(level)] = run_once(host, settings, events, int(level), workdir, name)
+                    results[int(level)].seconds.append(seconds)
+                    cpu[int(level)].append(used / total * 1e6)
+                    sim[int(level)].append(crm / seconds)
+                    log(f"{name}: {total / seconds:,.0f} records/s ({seconds:.1f} s)")
     finally:
-        manager.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
     markdown = report(args, argv, levels, results, cpu, sim, calls)
     path = write_result("concurrency", markdown, args.output)

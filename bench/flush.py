@@ -36,7 +36,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.managers import BaseManager
@@ -130,6 +131,22 @@ class _SimManager(BaseManager):
 
 
 _SimManager.register("SimHost", SimHost)
+
+
+@contextmanager
+def simulators() -> Iterator[tuple[Any, dict[str, str]]]:
+    """Both simulators in a spawned process of their own, and their endpoints; the secrets the
+    benchmarks' settings name are put in the environment."""
+    manager = _SimManager(ctx=multiprocessing.get_context("spawn"))
+    manager.start()
+    try:
+        host = manager.SimHost()  # type: ignore[attr-defined]
+        endpoints = host.endpoints()
+        os.environ[SF_SECRET_ENV], os.environ[NF_PASSWORD_ENV] = endpoints["client_secret"], endpoints["password"]
+        yield host, endpoints
+        host.stop()
+    finally:
+        manager.shutdown()
 
 
 # -- one run -------------------------------------------------------------------------------------

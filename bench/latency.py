@@ -25,8 +25,6 @@ than before, with no error status. Results go to bench/results/latency.md (or --
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import shutil
 import statistics
 import tempfile
@@ -38,13 +36,12 @@ from typing import Any, cast
 
 from bench import command, log, machine, rotated, utc_now, write_result
 from bench.flush import (
-    SF_SECRET_ENV,
     NoCallAdapter,
     NoDeadLetters,
-    _SimManager,
     event_for,
     rows_for,
     settings_for,
+    simulators,
     warm_up,
 )
 
@@ -126,22 +123,16 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     runs: dict[tuple[str, str], list[list[float]]] = {(w, v): [] for w in WORKLOADS for v in VARIANTS}
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    manager = _SimManager(ctx=multiprocessing.get_context("spawn"))
-    manager.start()
     try:
-        host = manager.SimHost()  # type: ignore[attr-defined]
-        endpoints = host.endpoints()
-        os.environ[SF_SECRET_ENV] = endpoints["client_secret"]
-        for repeat in range(args.repeats):
-            for workload in WORKLOADS:
-                for variant in rotated(VARIANTS, repeat):
-                    name = f"r{repeat}-{workload}-{variant}"
-                    latencies = run_once(host, endpoints, variant, workload, args, workdir, name)
-                    runs[(workload, variant)].append(latencies)
-                    log(f"{name}: p50 {percentile(latencies, 0.5):.2f} s, p99 {percentile(latencies, 0.99):.2f} s")
-        host.stop()
+        with simulators() as (host, endpoints):
+            for repeat in range(args.repeats):
+                for workload in WORKLOADS:
+                    for variant in rotated(VARIANTS, repeat):
+                        name = f"r{repeat}-{workload}-{variant}"
+                        latencies = run_once(host, endpoints, variant, workload, args, workdir, name)
+                        runs[(workload, variant)].append(latencies)
+                        log(f"{name}: p50 {percentile(latencies, 0.5):.2f} s, p99 {percentile(latencies, 0.99):.2f} s")
     finally:
-        manager.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
     markdown = report(args, argv, runs)
     path = write_result("latency", markdown, args.output)
