@@ -13,6 +13,7 @@ pending, and the adapters' idempotency keeps the second write from doubling the 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -226,6 +227,10 @@ def _run(config: ServiceConfig, stop: threading.Event, probes: _Probes) -> None:
     heartbeat.beat("flusher")
     probes.gate.granted()
 
+    # What start-up built (modules, schemas, settings, engines) lives as long as the process:
+    # frozen, the collector stops walking it on every full collection that ingest's batches
+    # trigger (bench/results/ingest.md). Refcounting still frees any of it that is dropped.
+    gc.freeze()
     flush_thread = threading.Thread(
         target=_flush_loop, args=(flusher, ledger, stop, config, heartbeat), name="flusher"
     )

@@ -122,13 +122,15 @@ def fan_out(
             out.dropped[("none", "unknown_account")] += 1
             continue
         key = recipient_key(event)
-        known_as = identities(event)
+        known_as: tuple[str, ...] | None = None  # read only by kinds that keep subscriber state
         payload: str | None = None
         mailing = event.mailing.mailing_id if isinstance(event, ActivityEvent) and event.mailing else None
         for connection in account.connections:
             refusal = None
             kind = connection.kind_of()
             if kind.origin_rule or kind.subscriber_state:
+                if known_as is None:
+                    known_as = identities(event)
                 if kind.origin_rule:
                     refusal = _origin_refusal(event, connection.id, known_as, states)
                 # a refused resubscribe leaves the CRM's opt-out standing: the next is refused too
