@@ -65,6 +65,9 @@ class ServiceConfig(BaseSettings):
         4, ge=1, description="Connections flushed at once; each connection's rows stay in one thread, in order"
     )
     lease_ttl_s: float = Field(60.0, gt=0, description="A dead instance's connections wait this long")
+    gauges_interval_s: float = Field(
+        5.0, ge=0, description="How often serve re-reads the backlog gauges (grouped counts over the ledger)"
+    )
     settings_ttl_s: float = Field(5.0, ge=0, description="How often stored settings are re-read")
     community_interval_s: float = Field(
         60.0, gt=0, description="How often serve looks for campaign groups due their hourly community sync"

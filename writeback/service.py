@@ -268,9 +268,14 @@ def _flush_loop(
     config: ServiceConfig,
     heartbeat: _Heartbeat,
 ) -> None:
-    flushing.run(
-        flusher,
-        stop,
-        interval=config.flush_interval_s,
-        on_pass=lambda: (heartbeat.beat("flusher"), flushing.refresh_gauges(ledger)),
-    )
+    # The backlog gauges are grouped counts over the ledger: read them at about the pace a
+    # scrape does, not on every pass, or a large ledger is scanned every second.
+    refreshed = [float("-inf")]
+
+    def on_pass() -> None:
+        heartbeat.beat("flusher")
+        if time.monotonic() - refreshed[0] >= config.gauges_interval_s:
+            flushing.refresh_gauges(ledger)
+            refreshed[0] = time.monotonic()
+
+    flushing.run(flusher, stop, interval=config.flush_interval_s, on_pass=on_pass)
