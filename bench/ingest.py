@@ -595,6 +595,7 @@ def measure_ledger(stack: Stack, events: list, args: argparse.Namespace, workdir
     (d)), beside the database's own share of it and the ceiling of a bare table. Each run on a
     fresh database; "driver" must store exactly the rows the ledger stores."""
     from writeback.ingest.consume import Consumed, fan_out
+    from writeback.ingest.incoming import from_event
     from writeback.ingest.routing import Routes
     from writeback.ingest.windows import Windows
     from writeback.ledger import Ledger
@@ -608,7 +609,7 @@ def measure_ledger(stack: Stack, events: list, args: argparse.Namespace, workdir
     batches = []
     for start in range(0, len(events), args.batch_size):
         chunk = events[start : start + args.batch_size]
-        records = [(Consumed(e.topic, 0, start + i, None, None), e) for i, e in enumerate(chunk)]
+        records = [from_event(Consumed(e.topic, 0, start + i, None, None), e) for i, e in enumerate(chunk)]
         batches.append(fan_out(records, accounts, {}, windows, now, Routes()))
     n = len(events)
     backends = {"sqlite": lambda: sqlite_url(workdir)}

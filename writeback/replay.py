@@ -34,7 +34,8 @@ from writeback.contract.events import DeadLetter, Event, OriginalRecord
 from writeback.contract.serde import EventSerde
 from writeback.errors import DecodeError
 from writeback.flush.flusher import Flusher
-from writeback.ingest.consume import Ingest, recipient_key
+from writeback.ingest.consume import Ingest
+from writeback.ingest.incoming import from_event
 from writeback.ingest.routing import route
 from writeback.kafka import consumer as kafka
 from writeback.kafka.consumer import Consumed
@@ -302,6 +303,7 @@ class Replayer:
         decision = route(event, connection)
         if decision.wb_class is None:
             return None
+        found = from_event(Consumed(original.topic, original.partition, original.offset, original.key, original.value), event)
         return NewWriteback(
             id=letter.writeback_id,
             account_id=event.account_id,
@@ -309,11 +311,11 @@ class Replayer:
             wb_class=decision.wb_class,
             event_type=event.event_type,
             event_id=event.event_id,
-            recipient_key=recipient_key(event),
+            recipient_key=found.recipient_key,
             occurred_at=event.occurred_at,
             window_closes_at=now,
             payload=event.model_dump_json(),
-            mailing_id=getattr(getattr(event, "mailing", None), "mailing_id", None),
+            mailing_id=found.mailing_id,
             source_topic=original.topic,
             source_partition=original.partition,
             source_offset=original.offset,

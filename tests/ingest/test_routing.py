@@ -30,7 +30,9 @@ from writeback.contract.taxonomy import (
     tracking_pair,
 )
 from writeback.errors import ConfigError
+from writeback.ingest.incoming import from_event
 from writeback.ingest.routing import Routes, route
+from writeback.kafka.consumer import Consumed
 from writeback.ledger.rows import MailingActivity, WritebackClass
 from writeback.settings import Connection, parse_settings
 
@@ -571,4 +573,5 @@ def test_remembered_routes_decide_every_sample_as_route_does_whatever_the_order(
         for events_in_order in (events, list(reversed(events))):
             routes = Routes()
             for event in events_in_order:
-                assert routes.route(event, conn) == route(event, conn), (sample_id(event), conn.kind)
+                decoded = from_event(Consumed(event.topic, 0, 0, None, None), event)
+                assert routes.route(decoded, conn) == route(event, conn), (sample_id(event), conn.kind)

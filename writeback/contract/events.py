@@ -362,9 +362,11 @@ Text = Annotated[str, Field(pattern=_NO_NUL)]
 NonEmptyStr = Annotated[str, Field(min_length=1, pattern=_NO_NUL)]
 # Ids the ledger stores in bounded columns (writeback/ledger/tables.py): longer values are
 # contract breaches, set aside at ingest, not rows a database would refuse forever.
-AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
-MailingId = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
-RecipientId = Annotated[str, Field(min_length=1, max_length=320, pattern=_NO_NUL)]
+ID_MAX = 64  # account, mailing and connection ids
+RECIPIENT_ID_MAX = 320
+AccountId = Annotated[str, Field(min_length=1, max_length=ID_MAX, pattern=_NO_NUL)]
+MailingId = Annotated[str, Field(min_length=1, max_length=ID_MAX, pattern=_NO_NUL)]
+RecipientId = Annotated[str, Field(min_length=1, max_length=RECIPIENT_ID_MAX, pattern=_NO_NUL)]
 EventId = Annotated[str, BeforeValidator(_canonical_uuid)]
 UtcTimestamp = Annotated[datetime, AfterValidator(_utc_millis)]
 Email = Annotated[str, AfterValidator(_plausible_email)]
@@ -416,7 +418,7 @@ class _AvroRecord(BaseModel):
         compatibility means old consumers ignore them. (JSON input stays strict: there an
         unknown field is a typo.) Symbols this model does not know are still rejected.
         """
-        return cls.model_validate(_known_fields(cls, record))
+        return cls.model_validate(known_fields(cls, record))
 
     @classmethod
     def knows_every_field_of(cls, writer: Mapping[str, Any]) -> bool:
@@ -426,14 +428,15 @@ class _AvroRecord(BaseModel):
         return _knows_fields(cls, writer, {})
 
 
-def _known_fields(model: type[BaseModel], record: Mapping[str, Any]) -> dict[str, Any]:
+def known_fields(model: type[BaseModel], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a decoded record that `model` knows, at every level (see `from_avro`)."""
     known = {}
     for name, nested in _field_models(model):
         if name in record:
             value = record[name]
             # a record decoded by fastavro is a dict: no need for the general Mapping check
             if nested is not None and value is not None:
-                value = _known_fields(nested, value) if type(value) is dict else _known_value(nested, value)
+                value = known_fields(nested, value) if type(value) is dict else _known_value(nested, value)
             known[name] = value
     return known
 
@@ -493,7 +496,7 @@ def _known_value(nested: type[BaseModel] | None, value: Any) -> Any:
     if nested is None:
         return value
     if isinstance(value, Mapping):
-        return _known_fields(nested, value)
+        return known_fields(nested, value)
     if isinstance(value, (list, tuple)):
         return [_known_value(nested, item) for item in value]
     return value

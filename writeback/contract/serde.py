@@ -32,6 +32,7 @@ from writeback.contract.events import (
     MODELS_BY_TOPIC,
     DeadLetter,
     Event,
+    known_fields,
     schema_json,
     subject_for,
     validation_summary,
@@ -134,6 +135,13 @@ class EventSerde:
             return model.from_avro(data)
         except ValidationError as exc:
             raise InvalidEvent(validation_summary(exc)) from None
+
+    def decode_known(self, topic: str, value: bytes | None, model: type[Event]) -> dict[str, Any]:
+        """Avro-decode a framed value as plain data holding only the fields `model` knows (a
+        newer producer's added fields are dropped, as `from_avro` does), without validating it:
+        ingest screens such data and stores it, and the model is built when the row is written."""
+        data = self.decode_raw(topic, value)
+        return data if self._knows_writer(topic, value, model) else known_fields(model, data)
 
     def _knows_writer(self, topic: str, value: bytes | None, model: type[Event]) -> bool:
         """Whether the record's writer schema has only fields `model` knows (so `from_avro`'s

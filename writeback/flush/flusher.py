@@ -21,11 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from writeback import logs, metrics
 from writeback.adapters.base import Adapter, ErrorKind, Outcome, Writeback
-from writeback.contract.events import MODELS_BY_TYPE
+from writeback.contract.events import MODELS_BY_TYPE, validation_summary
 from writeback.contract.serde import EventSerde
 from writeback.errors import PublishError, RegistryUnavailable
 from writeback.flush.breaker import BreakerRegistry, BreakerState, Transition
@@ -230,7 +231,8 @@ class Flusher:
             try:
                 event = MODELS_BY_TYPE[row.event_type].model_validate(row.payload)
             except (KeyError, ValueError) as exc:
-                unreadable[row.id] = Outcome.failed(row.id, UNREADABLE_EVENT, f"the stored event does not fit the contract ({type(exc).__name__})")
+                why = validation_summary(exc).replace("\n", "; ") if isinstance(exc, ValidationError) else type(exc).__name__
+                unreadable[row.id] = Outcome.failed(row.id, UNREADABLE_EVENT, f"the stored event does not fit the contract: {why}")
                 continue
             typed.append(Writeback(row.id, row.account_id, row.connection_id, row.wb_class, row.recipient_key, row.occurred_at, event))
         started = time.perf_counter()

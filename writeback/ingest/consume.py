@@ -27,8 +27,6 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from writeback import metrics
 from writeback.contract.events import (
-    ActivityEvent,
-    CommunityListEvent,
     DeadLetter,
     Source,
     SubscriberAction,
@@ -41,6 +39,7 @@ from writeback.errors import (
     PublishError,
     RegistryUnavailable,
 )
+from writeback.ingest.incoming import Incoming, incoming
 from writeback.ingest.routing import Event, Routes
 from writeback.ingest.windows import Windows
 from writeback.kafka import consumer as kafka
@@ -78,17 +77,12 @@ def writeback_id(event_id: str, connection_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def recipient_key(event: Event) -> str:
-    if isinstance(event, CommunityListEvent):
-        return event.legacy_contact_key
-    return event.recipient.key()
-
-
 @dataclass(slots=True)
 class Fanout:
     rows: list[NewWriteback] = field(default_factory=list)
     changes: list[StateChange] = field(default_factory=list)
     dropped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, reason)
+    rejected: list[tuple[Consumed, str]] = field(default_factory=list)  # broke the contract: why
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +95,7 @@ class BatchReport:
 
 
 def fan_out(
-    events: Sequence[tuple[Consumed, Event]],
+    events: Sequence[Incoming],
     accounts: Mapping[str, Account],
     states: State,
     windows: Windows,
@@ -112,54 +106,60 @@ def fan_out(
 
     `states` is the subscriber state before the batch, per (connection, identity); it is
     updated as the batch's own unsubscribes and resubscribes go by, so the origin rule sees an
-    unsubscribe consumed earlier in the same batch.
+    unsubscribe consumed earlier in the same batch. An event whose model a rule needs and that
+    breaks the contract is rejected whole, on no connection.
     """
     out = Fanout()
     closes: dict[tuple[str, WritebackClass], datetime | None] = {}  # one window per batch
-    for record, event in events:
-        account = accounts.get(event.account_id)
+    keeps_state: dict[str, bool] = {}
+    for found in events:
+        account = accounts.get(found.account_id)
         if account is None:
             out.dropped[("none", "unknown_account")] += 1
             continue
-        key = recipient_key(event)
-        known_as: tuple[str, ...] | None = None  # read only by kinds that keep subscriber state
-        payload: str | None = None
-        mailing = event.mailing.mailing_id if isinstance(event, ActivityEvent) and event.mailing else None
-        for connection in account.connections:
+        record = found.record
+        try:
+            decisions = [(connection, routes.route(found, connection)) for connection in account.connections]
+            stateful = keeps_state.get(account.id)
+            if stateful is None:
+                stateful = keeps_state[account.id] = any(
+                    c.kind_of().origin_rule or c.kind_of().subscriber_state for c in account.connections
+                )
+            event = found.event() if stateful and found.model is SubscriberEvent else None
+        except InvalidEvent as exc:
+            out.rejected.append((record, str(exc)))
+            continue
+        for connection, decision in decisions:
             refusal = None
-            kind = connection.kind_of()
-            if kind.origin_rule or kind.subscriber_state:
-                if known_as is None:
-                    known_as = identities(event)
+            if event is not None:
+                kind = connection.kind_of()
                 if kind.origin_rule:
-                    refusal = _origin_refusal(event, connection.id, known_as, states)
-                # a refused resubscribe leaves the CRM's opt-out standing: the next is refused too
-                change = None if refusal is not None else _state_change(event, connection.id, known_as)
-                if change is not None:
-                    out.changes.append(change)
-                    _remember(states, change)
-            decision = routes.route(event, connection)
+                    refusal = _origin_refusal(event, connection.id, found.identities, states)
+                if kind.origin_rule or kind.subscriber_state:
+                    # a refused resubscribe leaves the CRM's opt-out standing: the next is refused too
+                    change = None if refusal is not None else _state_change(event, connection.id, found.identities)
+                    if change is not None:
+                        out.changes.append(change)
+                        _remember(states, change)
             if decision.wb_class is None:
                 out.dropped[(connection.kind, decision.reason or "not_taken")] += 1
                 continue
-            if payload is None:
-                payload = event.model_dump_json()
             window = (connection.id, decision.wb_class)
             if refusal is None and window not in closes:
                 closes[window] = windows.closes_at(connection, decision.wb_class, now)
             out.rows.append(
                 NewWriteback(
-                    id=writeback_id(event.event_id, connection.id),
-                    account_id=event.account_id,
+                    id=writeback_id(found.event_id, connection.id),
+                    account_id=found.account_id,
                     connection_id=connection.id,
                     wb_class=decision.wb_class,
-                    event_type=event.event_type,
-                    event_id=event.event_id,
-                    recipient_key=key,
-                    occurred_at=event.occurred_at,
+                    event_type=found.model.event_type,
+                    event_id=found.event_id,
+                    recipient_key=found.recipient_key,
+                    occurred_at=found.occurred_at,
                     window_closes_at=None if refusal is not None else closes[window],
-                    payload=payload,
-                    mailing_id=mailing,
+                    payload=found.payload,
+                    mailing_id=found.mailing_id,
                     source_topic=record.topic,
                     source_partition=record.partition,
                     source_offset=record.offset,
@@ -171,42 +171,30 @@ def fan_out(
     return out
 
 
-def _first_occurrences(
-    events: Sequence[tuple[Consumed, Event]],
-) -> tuple[list[tuple[Consumed, Event]], int]:
+def _first_occurrences(events: Sequence[Incoming]) -> tuple[list[Incoming], int]:
     """The first record of each event id in a batch, and how many later ones differ from it
     (a plain repeat is harmless; other content under a used id is reported)."""
-    first: dict[str, Event] = {}
+    first: dict[str, Incoming] = {}
     kept, conflicting = [], 0
-    for record, event in events:
-        known = first.setdefault(event.event_id, event)
-        if known is event:
-            kept.append((record, event))
+    for found in events:
+        known = first.setdefault(found.event_id, found)
+        if known is found:
+            kept.append(found)
         else:
-            conflicting += known != event
+            conflicting += known.data != found.data
     return kept, conflicting
 
 
-def identities(event: Event) -> tuple[str, ...]:
-    """Every name the recipient goes by in subscriber state: a CRM-side unsubscribe keyed by
-    email must still match a resubscribe that carries the integration id, and the reverse."""
-    if isinstance(event, CommunityListEvent):
-        return ()
-    recipient = event.recipient
-    email = recipient.email.lower() if recipient.email else None
-    return tuple(i for i in (recipient.integration_id, email) if i)
-
-
-def state_keys(events: Iterable[Event], accounts: Mapping[str, Account]) -> set[tuple[str, str]]:
+def state_keys(events: Iterable[Incoming], accounts: Mapping[str, Account]) -> set[tuple[str, str]]:
     """The (connection, identity) states the origin rule may read for these events."""
     keys = set()
-    for event in events:
-        if not isinstance(event, SubscriberEvent) or event.action is not SubscriberAction.RESUBSCRIBE:
+    for found in events:
+        if found.model is not SubscriberEvent or found.data.get("action") != SubscriberAction.RESUBSCRIBE:
             continue
-        account = accounts.get(event.account_id)
+        account = accounts.get(found.account_id)
         for connection in account.connections if account else ():
             if connection.kind_of().origin_rule:
-                keys.update((connection.id, i) for i in identities(event))
+                keys.update((connection.id, i) for i in found.identities)
     return keys
 
 
@@ -296,30 +284,29 @@ class Ingest:
     def handle(self, records: Sequence[Consumed]) -> BatchReport:
         started = time.perf_counter()
         now = self.clock()
-        events: list[tuple[Consumed, Event]] = []
+        events: list[Incoming] = []
         letters = []
         for topic, count in Counter(r.topic for r in records).items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(count)
         for record in records:
             try:
-                events.append((record, self._decode(record)))
+                events.append(self._decode(record))
             except DecodeError as exc:
-                code = dead_letters.INVALID_EVENT if isinstance(exc, InvalidEvent) else dead_letters.UNDECODABLE
-                metrics.EVENTS_REJECTED.labels(record.topic, code).inc()
-                log.warning(
-                    "set aside %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
-                )
-                letters.append(dead_letters.undecodable(record.original(), code, str(exc), now, record.replay_count))
-        self.sink.send(letters)
+                letters.append(self._set_aside(record, exc, now))
         events, repeats = _first_occurrences(events)
 
         settings = self.settings()
         if settings is not self._routed:
             self._routes, self._routed = Routes(), settings
         accounts = {a.id: a for a in settings.accounts}
-        keys = state_keys((e for _, e in events), accounts)
+        keys = state_keys(events, accounts)
         states: State = self.ledger.subscribers(keys) if keys else {}
         fanout = fan_out(events, accounts, dict(states), self.windows, now, self._routes)
+        if fanout.rejected:
+            letters += [self._set_aside(record, InvalidEvent(reason), now) for record, reason in fanout.rejected]
+            refused_ids = {id(record) for record, _ in fanout.rejected}
+            events = [e for e in events if id(e.record) not in refused_ids]
+        self.sink.send(letters)
         try:
             inserted = self.ledger.insert(fanout.rows, fanout.changes, now=now)
             added = inserted.added
@@ -349,7 +336,7 @@ class Ingest:
 
     def _store_apart(
         self,
-        events: Sequence[tuple[Consumed, Event]],
+        events: Sequence[Incoming],
         accounts: Mapping[str, Account],
         states: State,
         now: datetime,
@@ -357,20 +344,16 @@ class Ingest:
         """Each event in a transaction of its own; those the database refuses are dead-lettered
         (acknowledged before this returns) with the database's reason, never its values."""
         stored, added, letters = Fanout(), 0, []
-        for record, event in events:
+        for found in events:
+            record = found.record
             trial = dict(states)
-            one = fan_out([(record, event)], accounts, trial, self.windows, now, self._routes)
+            one = fan_out([found], accounts, trial, self.windows, now, self._routes)
             try:
                 inserted = self.ledger.insert(one.rows, one.changes, now=now)
                 added += inserted.added
                 self._report_conflicts(inserted.conflicting)
             except (DataError, IntegrityError) as exc:
-                reason = f"the ledger refused it: {_short(exc)}"
-                metrics.EVENTS_REJECTED.labels(record.topic, dead_letters.INVALID_EVENT).inc()
-                log.warning("set aside %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-                letters.append(
-                    dead_letters.undecodable(record.original(), dead_letters.INVALID_EVENT, reason, now, record.replay_count)
-                )
+                letters.append(self._set_aside(record, InvalidEvent(f"the ledger refused it: {_short(exc)}"), now))
                 continue
             states = trial
             stored.rows += one.rows
@@ -388,11 +371,18 @@ class Ingest:
                 conflicting,
             )
 
-    def _decode(self, record: Consumed) -> Event:
+    def _decode(self, record: Consumed) -> Incoming:
         model = self.topic_models.get(record.topic)
         if model is None:
             raise DecodeError(f"topic: {record.topic!r} is not an event topic")
-        return self.serde.deserialize(record.topic, record.value, model)
+        return incoming(record, self.serde.decode_known(record.topic, record.value, model), model)
+
+    @staticmethod
+    def _set_aside(record: Consumed, exc: DecodeError, now: datetime) -> DeadLetter:
+        code = dead_letters.INVALID_EVENT if isinstance(exc, InvalidEvent) else dead_letters.UNDECODABLE
+        metrics.EVENTS_REJECTED.labels(record.topic, code).inc()
+        log.warning("set aside %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
+        return dead_letters.undecodable(record.original(), code, str(exc), now, record.replay_count)
 
 
 # the batch could not be made durable; it is consumed again after a pause

@@ -532,10 +532,10 @@ def _copy_rows(conn: sa.Connection, params: list[tuple[Any, ...]]) -> int:
 
 def _sqlite_stamp(value: datetime) -> str:
     """A UTC datetime as SQLAlchemy stores it in SQLite (the text that `UTCDateTime` reads and
-    that bound comparisons are made against)."""
+    that bound comparisons are made against): the ISO form without its "+00:00"."""
     if value.tzinfo is not UTC:
         value = _aware(value).astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _aware(value: datetime) -> datetime:
@@ -546,6 +546,10 @@ def _aware(value: datetime) -> datetime:
 
 def _row_params(rows: Sequence[NewWriteback], now: datetime, stamp: Callable[[datetime], Any]) -> list[tuple[Any, ...]]:
     created = stamp(now)
+    closes: dict[datetime | None, Any] = {None: None}  # a batch's rows share a handful of windows
+    for r in rows:
+        if r.window_closes_at not in closes:
+            closes[r.window_closes_at] = stamp(r.window_closes_at)
     return [
         (
             writeback_key(r.id),
@@ -558,7 +562,7 @@ def _row_params(rows: Sequence[NewWriteback], now: datetime, stamp: Callable[[da
             r.recipient_key,
             r.mailing_id,
             stamp(r.occurred_at),
-            None if r.window_closes_at is None else stamp(r.window_closes_at),
+            closes[r.window_closes_at],
             r.status.value,
             r.error_code,
             r.error_message,
