@@ -9,8 +9,9 @@ variant, each run with a fresh consumer group, in an order that rotates every re
 
 (a) baseline: confluent-kafka `Consumer.consume` batches + `EventSerde.decode_raw` (Avro only);
 (b) (a) + the pydantic model: `EventSerde.deserialize`;
-(c) `writeback.ingest.consume.run` into a SQLite ledger: decode, validate, fan out, insert
-    one row per event in one transaction per batch, then commit the batch's offsets;
+(c) `writeback.ingest.consume.run` into a SQLite ledger: decode, screen (the checks that protect
+    the ledger and the CRMs; the model only for a route not yet remembered), fan out, insert one
+    row per event in one transaction per batch, then commit the batch's offsets;
 (d) the same into PostgreSQL;
 and, to explain (a): the consumer alone (no decoding) and, with --stock, confluent-kafka's stock
 `AvroDeserializer` in place of `decode_raw` (left out by default to keep the run near 3 minutes).
@@ -398,7 +399,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 LABELS = {
     "a": "(a) baseline: consume batches + `EventSerde.decode_raw` (Avro only)",
     "b": "(b) decode + validate: consume + `EventSerde.deserialize` (pydantic model)",
-    "c": "(c) `ingest.run` into SQLite: decode, validate, fan out, insert, commit",
+    "c": "(c) `ingest.run` into SQLite: decode, screen, fan out, insert, commit",
     "d": "(d) `ingest.run` into PostgreSQL: the same",
     "consume": "(a, consume only) `Consumer.consume` batches, no decoding",
     "stock": "(a, stock deserializer) consume + confluent-kafka `AvroDeserializer`",

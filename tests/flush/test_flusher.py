@@ -8,6 +8,7 @@ specified here; the CRM protocols are specified by the adapter tests.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 from collections import Counter, deque
@@ -223,6 +224,34 @@ def test_a_permanent_failure_is_dead_lettered_with_its_event_and_the_row_fails(
     assert serde.deserialize(original.topic, original.value) == bad
     assert message.key() == bad_id.encode()
     assert dict(message.headers())[HEADER_PREFIX + "class"] == b"PERMANENT"
+
+
+def test_an_event_stored_unchecked_that_breaks_the_contract_fails_at_flush_with_the_field_named(
+    ledger, make_flusher, recorder, serde, topics, consume_all
+):
+    """Ingest checks only what protects the ledger and the CRMs (writeback/contract/screen.py);
+    the rest of the contract is the model's, built here. Such a row never reaches the CRM: it
+    fails, and its dead letter says which field and why, without the value."""
+    good, bad = subscriber(email="good@example.org"), subscriber(email="bad@example.org")
+    rows = rows_for([good, bad], "c1", closes=T0)
+    stored = json.loads(rows[1].payload)
+    stored["scope"] = {"kind": "ALL_MAIL", "id": "list-secret-7", "name": None}  # ALL_MAIL takes no id
+    rows[1].payload = json.dumps(stored)
+    ledger.insert(rows, now=T0)
+    bad_id = writeback_id(bad.event_id, "c1")
+
+    report = make_flusher().flush_due()
+
+    assert report.dead_letters == 1
+    assert recorder.written() == [writeback_id(good.event_id, "c1")]
+    row = ledger.get(bad_id)
+    assert (row["status"], row["error_code"]) == ("failed", "UNREADABLE_EVENT")
+    assert row["error_message"] == "the stored event does not fit the contract: scope: kind ALL_MAIL takes no id or name"
+    [message] = consume_all(topics.dlq_prefix + "netforum", expected=1)
+    letter = serde.deserialize_dead_letter(message.topic(), message.value())
+    assert (letter.writeback_id, letter.error_code) == (bad_id, "UNREADABLE_EVENT")
+    assert "scope: kind ALL_MAIL takes no id or name" in letter.error_message
+    assert "list-secret-7" not in letter.error_message
 
 
 def test_transient_failures_back_off_and_complete_and_exhaustion_dead_letters(

@@ -575,3 +575,21 @@ def test_remembered_routes_decide_every_sample_as_route_does_whatever_the_order(
             for event in events_in_order:
                 decoded = from_event(Consumed(event.topic, 0, 0, None, None), event)
                 assert routes.route(decoded, conn) == route(event, conn), (sample_id(event), conn.kind)
+
+
+def test_an_event_whose_route_is_not_remembered_is_checked_against_the_whole_contract_first():
+    """The model is built when a route is decided, so an event that breaks the contract is set
+    aside at ingest rather than remembered; an event routed from memory is checked at flush."""
+    from writeback.errors import InvalidEvent
+
+    sent = next(e for e in ACTIVITY_SAMPLES if e.mailing is not None)
+    conn = connection(TRACKING)
+    broken = from_event(Consumed(sent.topic, 0, 0, None, None), sent)
+    broken._event = None
+    broken.data["code"] = "Opened" if sent.code != "Opened" else "Sent"  # does not fit the subcode
+    routes = Routes()
+
+    with pytest.raises(InvalidEvent, match="subcode"):
+        routes.route(broken, conn)
+    valid = from_event(Consumed(sent.topic, 0, 1, None, None), sent)
+    assert routes.route(valid, conn) == route(sent, conn)
