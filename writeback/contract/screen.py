@@ -22,8 +22,8 @@ from writeback.contract.events import (
     ActivityEvent,
     Event,
     SubscriberEvent,
-    _canonical_uuid,
-    _plausible_email,
+    canonical_uuid,
+    plausible_email,
 )
 from writeback.errors import InvalidEvent
 
@@ -42,7 +42,7 @@ def screen(data: dict[str, Any], model: type[Event]) -> tuple[str, str]:
         if problem:
             raise InvalidEvent(f"{problem}: must not contain NUL characters")
     try:
-        event_id = _canonical_uuid(data.get("event_id"))
+        event_id = canonical_uuid(data.get("event_id"))
     except ValueError:
         raise InvalidEvent("event_id: not a UUID") from None
     _bounded(data, "account_id", ID_MAX, "account_id")
@@ -58,7 +58,7 @@ def screen(data: dict[str, Any], model: type[Event]) -> tuple[str, str]:
             if type(email) is not str:
                 raise InvalidEvent("recipient.email: not a string")
             try:
-                _plausible_email(email)
+                plausible_email(email)
             except ValueError as exc:
                 raise InvalidEvent(f"recipient.email: {exc}") from None
         elif recipient.get("integration_id") is None:

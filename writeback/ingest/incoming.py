@@ -72,7 +72,7 @@ def incoming(record: Consumed, data: dict[str, Any], model: type[Event]) -> Inco
         event_id=event_id,
         account_id=data["account_id"],
         occurred_at=data["occurred_at"],
-        recipient_key=recipient.get("integration_id") or recipient["email"].lower() if recipient else "",
+        recipient_key=(recipient.get("integration_id") or recipient["email"].lower()) if recipient else "",
         mailing_id=mailing.get("mailing_id") if mailing else None,
         payload=payload,
     )
