@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 import threading
 import uuid
@@ -141,6 +142,24 @@ def test_every_event_is_one_row_per_enabled_connection_even_when_published_twice
     assert row["recipient_key"] == "r0@example.org"
     assert row["payload"]["action"] == "UNSUBSCRIBE"
     assert row["source_topic"] == topics.subscriber
+    consumer.close()
+
+
+def test_each_row_stores_its_event_as_the_contracts_model_writes_it(kafka, ledger, ingest, publish, topics):
+    """Ingest stores the decoded record without building the model (writeback/contract/screen.py);
+    what the flusher, dead letters and `writeback show` read back must be the event itself."""
+    events = unsubscribes(3) + [activity(email=f"r{i}@example.org") for i in range(3)]
+    publish(events)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(kafka.bootstrap, group, topics)
+
+    run_until(consumer, ingest, lambda: committed(kafka, group, topics.subscriber) + committed(kafka, group, topics.activity) == 6)
+
+    by_id = {r["id"]: r for r in rows(ledger)}
+    for event in events:
+        row = by_id[writeback_id(event.event_id, "acme-sf")]
+        assert row["payload"] == json.loads(event.model_dump_json())
+        assert type(event).model_validate(row["payload"]) == event
     consumer.close()
 
 
