@@ -27,11 +27,12 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-def test_help_lists_the_service_commands():
+def test_python_dash_m_writeback_is_the_writeback_command_and_its_help_lists_the_service_commands():
     out = subprocess.run(
-        [sys.executable, "-m", "writeback.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "writeback", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0
+    assert "Usage: writeback " in out.stdout
     for command in ("serve", "dev", "stack"):
         assert command in out.stdout
 
