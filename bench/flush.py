@@ -47,6 +47,7 @@ from typing import Any, cast
 from bench import (
     Measurement,
     command,
+    frozen_heap,
     log,
     machine,
     rotated,
@@ -379,9 +380,10 @@ def main(argv: list[str]) -> int:
                     if variant == "httpx":
                         replay = prepare_replay(host, endpoints, workload, args.records, workdir, run)
                         try:
-                            cpu = time.process_time()
-                            seconds = timed(replay_all(replay))
-                            cpu = time.process_time() - cpu
+                            with frozen_heap():
+                                cpu = time.process_time()
+                                seconds = timed(replay_all(replay))
+                                cpu = time.process_time() - cpu
                         finally:
                             replay.client.close()
                         held = host.holds("salesforce")
@@ -389,9 +391,10 @@ def main(argv: list[str]) -> int:
                     else:
                         prepared = prepare(host, endpoints, variant, workload, args.records, workdir, run)
                         try:
-                            cpu = time.process_time()
-                            seconds = timed(flush_all(prepared))
-                            cpu = time.process_time() - cpu
+                            with frozen_heap():
+                                cpu = time.process_time()
+                                seconds = timed(flush_all(prepared))
+                                cpu = time.process_time() - cpu
                             held = check(host, prepared, variant, workload)
                         finally:
                             prepared.adapter.close()

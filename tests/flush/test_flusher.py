@@ -11,6 +11,7 @@ import hashlib
 import json
 import random
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -127,7 +128,10 @@ def test_due_rows_go_out_in_adapter_sized_batches_in_each_recipients_order(ledge
 
     report = make_flusher().flush_due()
 
-    assert [len(b) for b in recorder.batches] == [200, 200, 50]
+    # full batches while rows are claimable; a batch claimed while the one before is in the CRM
+    # leaves out the recipients that one holds, so the tail may be split
+    sizes = [len(b) for b in recorder.batches]
+    assert sizes[:2] == [200, 200] and max(sizes) == 200 and sum(sizes) == 450
     assert sorted(recorder.written()) == sorted(writeback_id(e.event_id, "c1") for e in events)
     seen: dict[str, datetime] = {}
     for wb in (wb for batch in recorder.batches for wb in batch):
@@ -312,6 +316,55 @@ def test_an_outage_opens_the_breaker_so_rows_wait_and_recovery_closes_it(ledger,
     flusher.flush_due()  # half-open trial succeeds, the breaker closes, the rest follows
     assert breakers.get("c1").state is BreakerState.CLOSED
     assert statuses(ledger) == {"completed": 5}
+
+
+def test_the_next_batch_is_claimed_while_the_crm_answers_and_a_stop_sends_it_back_unwritten(ledger, make_flusher):
+    """The flusher's own work overlaps the CRM's: while a call is out, the next batch is already
+    claimed. Stopping then finishes the call in flight, makes no other, and returns the batch
+    claimed ahead to pending with no attempt counted."""
+    events = [subscriber(email=f"s{i}@example.org", at=T0 - timedelta(minutes=i)) for i in range(6)]
+    ledger.insert(rows_for(events, "c1", closes=T0), now=T0)
+    seen_ahead: list[int] = []
+
+    class Watching(Recorder):
+        def write(self, batch: Sequence[Writeback]) -> list[Outcome]:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                in_flight = ledger.counts().get(("c1", "in_flight"), 0)
+                if in_flight > len(batch):
+                    break
+                time.sleep(0.01)
+            seen_ahead.append(in_flight - len(batch))
+            flusher.stopping.set()
+            return super().write(batch)
+
+    crm = Watching(max_batch=2)
+    flusher = make_flusher(adapters=lambda _a, _c: crm)
+    report = flusher.flush_due()
+
+    assert seen_ahead == [2]  # the next batch of two was claimed during the first call
+    assert len(crm.batches) == 1 and report.outcomes == {"completed": 2}
+    rest = [r for r in ledger.list(limit=10) if r["status"] != "completed"]
+    assert len(rest) == 4
+    assert all(r["status"] == "pending" and r["attempts"] == 0 and r["claimed_by"] is None for r in rest)
+
+
+def test_a_batch_claimed_ahead_goes_back_to_pending_when_the_batch_before_opens_the_breaker(
+    ledger, make_flusher, clock
+):
+    events = [subscriber(email=f"b{i}@example.org") for i in range(6)]
+    ledger.insert(rows_for(events, "c1", closes=T0), now=T0)
+    crm = Recorder(max_batch=2)
+    crm.default = lambda i: Outcome.retry(i, "HTTP_503", "Service Unavailable")
+    breakers = BreakerRegistry(BreakerPolicy(failure_threshold=1, reset_timeout=timedelta(minutes=1)))
+    make_flusher(adapters=lambda _a, _c: crm, breakers=breakers).flush_due()
+
+    assert breakers.get("c1").state is BreakerState.OPEN
+    assert len(crm.batches) == 1  # nothing after the call that opened it
+    tried = {wb.id for wb in crm.batches[0]}
+    rows = ledger.list(limit=10)
+    assert {r["id"]: r["attempts"] for r in rows} == {r["id"]: int(r["id"] in tried) for r in rows}
+    assert all(r["status"] == "pending" and r["claimed_by"] is None for r in rows)
 
 
 def test_unacknowledged_dead_letters_leave_the_row_in_flight_until_a_later_pass(

@@ -149,6 +149,27 @@ def test_a_connection_has_one_flusher_at_a_time_and_a_new_one_requeues_abandoned
     assert sorted(w.id for w in reclaimed) == ["wb-c1-1", "wb-c1-2"]
 
 
+def test_a_holder_starting_a_flush_requeues_its_own_unrecorded_claims_and_a_renewal_keeps_them(ledger):
+    ledger.insert([row(1), row(2, recipient="r2")], now=T0)
+    assert ledger.acquire_lease("c1", "me", T0, LEASE, starting=True)
+    assert len(ledger.claim_due("c1", "me", T0, limit=1)) == 1
+    assert ledger.acquire_lease("c1", "me", T0, LEASE)  # renewed mid-flush: the claim stands
+    assert ledger.counts() == {("c1", "in_flight"): 1, ("c1", "pending"): 1}
+    # that pass could not record (the database went away) and ended; the next one starts afresh
+    assert ledger.acquire_lease("c1", "me", T0 + timedelta(seconds=5), LEASE, starting=True)
+    assert ledger.counts() == {("c1", "pending"): 2}
+
+
+def test_released_claims_go_back_to_pending_as_they_were(ledger):
+    ledger.insert([row(1), row(2, recipient="r2")], now=T0)
+    ledger.acquire_lease("c1", "me", T0, LEASE)
+    ids = [w.id for w in ledger.claim_due("c1", "me", T0, limit=10)]
+    assert ledger.release(ids, "someone-else", T0) == 0
+    assert ledger.release(ids, "me", T0) == 2
+    assert all(ledger.get(i)["status"] == "pending" and ledger.get(i)["attempts"] == 0 for i in ids)
+    assert [w.id for w in ledger.claim_due("c1", "me", T0, limit=10)] == ids
+
+
 def test_outcomes_are_recorded_only_by_the_claim_holder(ledger):
     ledger.insert([row(1), row(2, recipient="r2")], now=T0)
     ledger.acquire_lease("c1", "me", T0, LEASE)

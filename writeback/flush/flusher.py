@@ -31,7 +31,12 @@ from writeback.adapters.base import Adapter, ErrorKind, Outcome, Writeback
 from writeback.contract.events import MODELS_BY_TYPE, validation_summary
 from writeback.contract.serde import EventSerde
 from writeback.errors import PublishError, RegistryUnavailable
-from writeback.flush.breaker import BreakerRegistry, BreakerState, Transition
+from writeback.flush.breaker import (
+    BreakerRegistry,
+    BreakerState,
+    CircuitBreaker,
+    Transition,
+)
 from writeback.flush.retries import (
     RetryPolicy,
     batch_health,
@@ -158,6 +163,15 @@ class Flusher:
             return FlushReport()
 
     def flush_connection(self, connection_id: str, report: FlushReport | None = None) -> FlushReport:
+        """Write the connection's due rows, batch after batch, while its breaker and lease allow.
+
+        While the CRM answers one batch, the next is claimed and its events read: the flusher's
+        own work overlaps the CRM's instead of following it. Calls still go out one at a time and
+        in claim order, and a claim skips every recipient with a row in flight, so each
+        recipient's rows reach the CRM in order. A batch claimed ahead and then not sent (the
+        batch before it opened the breaker, the lease was lost, the process is stopping) goes
+        back to pending, no attempt counted.
+        """
         report = report if report is not None else FlushReport()
         found = self.settings().connection(connection_id)
         if found is None:
@@ -169,34 +183,52 @@ class Flusher:
         adapter = self._adapter(account, connection)
         if adapter is None:
             return report
-        if not self._lease(connection_id, self.clock()):
+        if not self._lease(connection_id, self.clock(), starting=True):
             return report  # another instance is flushing it
         try:
-            while breaker.allow(self.clock()) and not self.stopping.is_set():
-                now = self.clock()
-                batch = self.ledger.claim_due(connection_id, self.owner, now, adapter.max_batch)
-                if not batch:
-                    break
-                outcomes = self._write(adapter, connection, batch)
-                now = self.clock()
-                results = [
-                    decide(o, wb.attempts, wb.first_failed_at, now, self.policy, self.rng)
-                    for wb, o in zip(batch, outcomes, strict=True)
-                ]
-                report.dead_letters += self._dead_letter(connection, batch, results, now)
-                self.ledger.record(results, self.owner, now)
-                breaker.record(batch_health(outcomes), now)
-                report.batches += 1
-                report.add(results)
-                _outcome_metrics(connection.kind, batch, outcomes, results, now)
-                if not self._lease(connection_id, now):
-                    break
+            with ThreadPoolExecutor(1, thread_name_prefix=f"crm-{connection.kind}") as caller:
+                batch = self._claim(connection_id, adapter, breaker)
+                while batch is not None:
+                    answer = caller.submit(self._call, adapter, connection, batch)
+                    ahead = self._claim(connection_id, adapter, breaker)
+                    going_on = self._settle(connection, breaker, batch, answer.result(), report)
+                    if not (going_on and breaker.allow(self.clock()) and not self.stopping.is_set()):
+                        if ahead is not None:
+                            self.ledger.release([row.id for row in ahead.rows], self.owner, self.clock())
+                        break
+                    # nothing claimed ahead: the batch in flight may have held back later rows
+                    batch = ahead or self._claim(connection_id, adapter, breaker)
         finally:
             self.ledger.release_lease(connection_id, self.owner)
         return report
 
-    def _lease(self, connection_id: str, now: datetime) -> bool:
-        taken = self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl)
+    def _claim(self, connection_id: str, adapter: Adapter, breaker: CircuitBreaker) -> _Batch | None:
+        """The next batch with its events read, or None: nothing due, breaker open, stopping."""
+        if self.stopping.is_set() or not breaker.allow(self.clock()):
+            return None
+        rows = self.ledger.claim_due(connection_id, self.owner, self.clock(), adapter.max_batch)
+        return _read(rows) if rows else None
+
+    def _settle(
+        self, connection: Connection, breaker: CircuitBreaker, batch: _Batch, answered: list[Outcome], report: FlushReport
+    ) -> bool:
+        """Decide, dead-letter and record a written batch; False once the lease is lost."""
+        outcomes = batch.outcomes(answered)
+        now = self.clock()
+        results = [
+            decide(o, wb.attempts, wb.first_failed_at, now, self.policy, self.rng)
+            for wb, o in zip(batch.rows, outcomes, strict=True)
+        ]
+        report.dead_letters += self._dead_letter(connection, batch.rows, results, now)
+        self.ledger.record(results, self.owner, now)
+        breaker.record(batch_health(outcomes), now)
+        report.batches += 1
+        report.add(results)
+        _outcome_metrics(connection.kind, batch.rows, outcomes, results, now)
+        return self._lease(connection.id, now)
+
+    def _lease(self, connection_id: str, now: datetime, *, starting: bool = False) -> bool:
+        taken = self.ledger.acquire_lease(connection_id, self.owner, now, self.lease_ttl, starting=starting)
         if taken:
             metrics.LEASE_RENEWED.labels(connection_id).set(now.timestamp())
         return taken
@@ -225,34 +257,22 @@ class Flusher:
         self._open[connection.id] = (connection, adapter)
         return adapter
 
-    def _write(self, adapter: Adapter, connection: Connection, batch: list[Claimed]) -> list[Outcome]:
-        """One outcome per claimed row: the adapter's, or the flusher's own when the row's event
-        cannot be read or the adapter gave none."""
-        typed, unreadable = [], {}
-        for row in batch:
-            try:
-                event = MODELS_BY_TYPE[row.event_type].model_validate(row.payload)
-            except (KeyError, ValueError) as exc:
-                why = validation_summary(exc).replace("\n", "; ") if isinstance(exc, ValidationError) else type(exc).__name__
-                unreadable[row.id] = Outcome.failed(row.id, UNREADABLE_EVENT, f"the stored event does not fit the contract: {why}")
-                continue
-            typed.append(Writeback(row.id, row.account_id, row.connection_id, row.wb_class, row.recipient_key, row.occurred_at, event))
+    def _call(self, adapter: Adapter, connection: Connection, batch: _Batch) -> list[Outcome]:
+        """The adapter's outcomes for the batch's readable rows; an adapter that raises is an
+        outage for all of them."""
+        if not batch.typed:
+            return []
         started = time.perf_counter()
         try:
-            outcomes = list(adapter.write(typed)) if typed else []
+            return list(adapter.write(batch.typed))
         except Exception as exc:
             log.exception("adapter for %s raised", connection.id, extra=logs.fields(connection=connection.id, kind=connection.kind))
-            outcomes = [Outcome.retry(wb.id, ADAPTER_ERROR, type(exc).__name__) for wb in typed]
+            return [Outcome.retry(wb.id, ADAPTER_ERROR, type(exc).__name__) for wb in batch.typed]
         finally:
             metrics.FLUSH_BATCH_SECONDS.labels(connection.kind).observe(time.perf_counter() - started)
-        by_id = unreadable | {o.writeback_id: o for o in outcomes}
-        return [
-            by_id.get(row.id) or Outcome.retry(row.id, NO_OUTCOME, "the adapter gave no outcome", kind=ErrorKind.OUTAGE)
-            for row in batch
-        ]
 
     def _dead_letter(
-        self, connection: Connection, batch: list[Claimed], results: list[RowResult], now: datetime
+        self, connection: Connection, batch: Sequence[Claimed], results: list[RowResult], now: datetime
     ) -> int:
         letters = []
         for wb, result in zip(batch, results, strict=True):
@@ -276,6 +296,37 @@ class Flusher:
             )
         return len(letters)
 
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Claimed rows with their stored events read into the contract's models: the rows whose
+    event no longer fits the contract already have their outcome."""
+
+    rows: list[Claimed]
+    typed: list[Writeback]
+    unreadable: dict[str, Outcome]
+
+    def outcomes(self, answered: Sequence[Outcome]) -> list[Outcome]:
+        """One outcome per row, in claim order: the adapter's, or the flusher's own."""
+        by_id = self.unreadable | {o.writeback_id: o for o in answered}
+        return [
+            by_id.get(row.id) or Outcome.retry(row.id, NO_OUTCOME, "the adapter gave no outcome", kind=ErrorKind.OUTAGE)
+            for row in self.rows
+        ]
+
+
+def _read(rows: list[Claimed]) -> _Batch:
+    typed, unreadable = [], {}
+    for row in rows:
+        try:
+            event = MODELS_BY_TYPE[row.event_type].model_validate(row.payload)
+        except (KeyError, ValueError) as exc:
+            why = validation_summary(exc).replace("\n", "; ") if isinstance(exc, ValidationError) else type(exc).__name__
+            unreadable[row.id] = Outcome.failed(row.id, UNREADABLE_EVENT, f"the stored event does not fit the contract: {why}")
+            continue
+        typed.append(Writeback(row.id, row.account_id, row.connection_id, row.wb_class, row.recipient_key, row.occurred_at, event))
+    return _Batch(rows, typed, unreadable)
 
 def _outcome_metrics(
     kind: str, batch: Sequence[Claimed], outcomes: Sequence[Outcome], results: Sequence[RowResult], now: datetime

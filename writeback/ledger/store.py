@@ -192,8 +192,14 @@ class Ledger:
 
     # flushing ---------------------------------------------------------------------------
 
-    def acquire_lease(self, connection_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
-        """Take or renew the connection's lease; a fresh holder requeues abandoned rows."""
+    def acquire_lease(
+        self, connection_id: str, owner: str, now: datetime, ttl: timedelta, *, starting: bool = False
+    ) -> bool:
+        """Take or renew the connection's lease; a new holder requeues abandoned rows.
+
+        `starting`: the holder is about to flush from scratch, so any row of the connection still
+        in flight is abandoned, its own included (an earlier pass of it that could not record,
+        say while the database was away); a renewal mid-flush leaves its own claims alone."""
         with self.engine.begin() as conn:
             conn.execute(
                 _insert(self.dialect, flush_leases)
@@ -215,7 +221,7 @@ class Ledger:
                 )
                 .values(owner=owner, expires_at=now + ttl)
             ).rowcount
-            if taken and previous != owner:
+            if taken and (starting or previous != owner):
                 conn.execute(
                     writebacks.update()
                     .where(
@@ -281,6 +287,22 @@ class Ledger:
                 ).scalars()
             )
         return [_to_writeback(r) for r in rows if r["seq"] in claimed]
+
+    def release(self, ids: Sequence[str], owner: str, now: datetime) -> int:
+        """Rows this owner claimed and will not write after all (it is stopping, or the batch
+        before them opened the breaker) go back to pending as they were: no attempt counted."""
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            return conn.execute(
+                writebacks.update()
+                .where(
+                    writebacks.c.key.in_([writeback_key(i) for i in ids]),
+                    writebacks.c.claimed_by == owner,
+                    sa.func.lower(writebacks.c.status) == Status.IN_FLIGHT.value,  # as in claim_due
+                )
+                .values(status=Status.PENDING.value, claimed_by=None, updated_at=now)
+            ).rowcount
 
     def record(self, results: Iterable[RowResult], owner: str, now: datetime) -> None:
         """Store outcomes for rows this owner claimed; rows it no longer holds are left alone.
