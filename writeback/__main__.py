@@ -2,4 +2,5 @@
 
 from writeback.cli import app
 
-app(prog_name="writeback")
+if __name__ == "__main__":  # importing the module (a probe of every module, say) runs nothing
+    app(prog_name="writeback")
