@@ -297,7 +297,6 @@ class Flusher:
         return len(letters)
 
 
-
 @dataclass(slots=True)
 class _Batch:
     """Claimed rows with their stored events read into the contract's models: the rows whose
@@ -317,6 +316,8 @@ class _Batch:
 
 
 def _read(rows: list[Claimed]) -> _Batch:
+    """Read on the flushing thread while the call before runs: building the models is most of
+    the flusher's own work per row."""
     typed, unreadable = [], {}
     for row in rows:
         try:
@@ -327,6 +328,7 @@ def _read(rows: list[Claimed]) -> _Batch:
             continue
         typed.append(Writeback(row.id, row.account_id, row.connection_id, row.wb_class, row.recipient_key, row.occurred_at, event))
     return _Batch(rows, typed, unreadable)
+
 
 def _outcome_metrics(
     kind: str, batch: Sequence[Claimed], outcomes: Sequence[Outcome], results: Sequence[RowResult], now: datetime
