@@ -135,6 +135,11 @@ CONNECTION_OLDEST_DUE_SECONDS = Gauge(
     "Age of the connection's oldest due writeback of a class (since its window closed); 0 when none is due.",
     ["connection", "wb_class"],
 )
+SCHEDULE_PERIOD_SECONDS = Gauge(
+    "writeback_schedule_period_seconds",
+    "Nominal period of the connection's schedule for a class (seconds between window closes); absent for manual schedules.",
+    ["connection", "wb_class"],
+)
 LEASE_RENEWED = Gauge(
     "writeback_flush_lease_renewed_timestamp_seconds",
     "Unix time this instance last took or renewed the connection's flush lease.",

@@ -275,7 +275,7 @@ def _flush_loop(
     def on_pass() -> None:
         heartbeat.beat("flusher")
         if time.monotonic() - refreshed[0] >= config.gauges_interval_s:
-            flushing.refresh_gauges(ledger)
+            flushing.refresh_gauges(ledger, flusher.settings())
             refreshed[0] = time.monotonic()
 
     flushing.run(flusher, stop, interval=config.flush_interval_s, on_pass=on_pass)

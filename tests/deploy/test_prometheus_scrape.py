@@ -114,6 +114,9 @@ def test_prometheus_scraping_an_end_to_end_run_counts_what_was_published_and_wri
         settled("sum(writeback_window_lateness_seconds_count)", statuses["completed"])
         settled('sum(writeback_ledger_rows{status="completed"})', statuses["completed"])
         settled("sum(writeback_pending_rows)", 0)
+        # the overdue alert's yardstick: the subscriber schedule's period (weekly), none for the manual window
+        settled('max(writeback_schedule_period_seconds{connection="acme-sf",wb_class="subscriber"})', 7 * 86_400)
+        assert api.query('writeback_schedule_period_seconds{wb_class="activity"}') == []
         assert api.value("sum(writeback_throttled_total)") >= 1
         assert api.value('sum(writeback_crm_responses_total{status_class="4xx",error_code="HTTP_429"})') >= 1
         assert api.value("sum(writeback_retry_after_seconds_count)") >= 1

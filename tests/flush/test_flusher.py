@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.builders import NF_CRM, T0, activity, rows_for, subscriber
 from writeback.adapters.base import ErrorKind, Outcome, Writeback
 from writeback.contract.events import ErrorClass
 from writeback.errors import PublishError
 from writeback.flush.breaker import BreakerPolicy, BreakerRegistry, BreakerState
-from writeback.flush.flusher import Flusher
+from writeback.flush.flusher import Flusher, refresh_gauges
 from writeback.flush.retries import RETRIES_EXHAUSTED, RetryPolicy
 from writeback.ingest.consume import writeback_id
 from writeback.kafka.dead_letters import HEADER_PREFIX, OMITTED_HEADER, DeadLetterSink
@@ -446,3 +447,34 @@ def test_a_writeback_too_large_for_its_dead_letter_topic_is_dead_lettered_with_a
     assert letter.original[0].value == b""
     assert letter.original[0].value_sha256 == hashlib.sha256(framed).hexdigest()
     assert dict(message.headers())[OMITTED_HEADER].startswith(b"sha256=")
+
+
+def test_the_gauges_carry_each_scheduled_classs_period_and_none_for_a_manual_window(ledger):
+    def period(connection: str, wb_class: str) -> float | None:
+        return REGISTRY.get_sample_value("writeback_schedule_period_seconds", {"connection": connection, "wb_class": wb_class})
+
+    daily = {"kind": "daily", "at": "02:00"}
+    settings = parse_settings(
+        {
+            "accounts": [
+                {
+                    "id": "acme",
+                    "time_zone": "UTC",
+                    "connections": [
+                        {"id": "nf-daily", "kind": "netforum", "crm": NF_CRM, "schedules": {"activity": daily}},
+                        {"id": "nf-manual", "kind": "netforum", "crm": NF_CRM, "schedules": {"activity": {"kind": "manual"}}},
+                    ],
+                }
+            ]
+        }
+    )
+
+    refresh_gauges(ledger, settings, T0)
+
+    assert period("nf-daily", "subscriber") == 600  # every ten minutes (seed 000)
+    assert period("nf-daily", "activity") == 86_400
+    assert period("nf-manual", "subscriber") == 600
+    assert period("nf-manual", "activity") is None  # only `send-activity` closes it: no period to be late by
+
+    refresh_gauges(ledger, SETTINGS, T0)  # a connection gone from the settings loses its periods
+    assert period("nf-daily", "subscriber") is None and period("c1", "subscriber") == 600

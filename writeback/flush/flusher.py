@@ -48,6 +48,7 @@ from writeback.kafka import dead_letters
 from writeback.kafka.dead_letters import DeadLetterSink
 from writeback.ledger.rows import Claimed, Status, WritebackClass
 from writeback.ledger.store import Ledger, RowResult
+from writeback.schedules import cadence
 from writeback.settings import Account, Connection, Settings
 
 log = logging.getLogger("writeback.flusher")
@@ -367,9 +368,17 @@ def _breaker_metrics(transition: Transition) -> None:
         metrics.BREAKER_TRIPS.labels(transition.connection_id).inc()
 
 
-def refresh_gauges(ledger: Ledger, now: datetime | None = None) -> None:
-    """The backlog SREs alert on: rows per connection and status, and the oldest due row."""
+def refresh_gauges(ledger: Ledger, settings: Settings, now: datetime | None = None) -> None:
+    """The backlog SREs alert on: rows per connection and status, the oldest due row, and each
+    schedule's period, so a window can be called overdue once it has waited longer than that."""
     now = now or datetime.now(UTC)
+    metrics.SCHEDULE_PERIOD_SECONDS.clear()
+    for account in settings.accounts:
+        for connection in account.connections:
+            for wb_class, schedule in connection.schedules.items():
+                period = cadence(schedule)
+                if period is not None:
+                    metrics.SCHEDULE_PERIOD_SECONDS.labels(connection.id, wb_class.value).set(period.total_seconds())
     metrics.LEDGER_ROWS.clear()
     counts = ledger.counts()
     for (connection_id, status), rows in counts.items():
