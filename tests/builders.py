@@ -126,11 +126,12 @@ def group_members(bootstrap: str, group: str) -> int:
         return 0
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str | Callable[[], str] = "condition") -> None:
+    """`what` may be a callable, read when the wait times out (a process's output by then)."""
     deadline = datetime.now(UTC) + timedelta(seconds=timeout)
     while not condition():
         if datetime.now(UTC) > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
         threading.Event().wait(0.1)
 
 

@@ -285,7 +285,7 @@ def test_unsubscribe_bad_email_resubscribe_order_and_origin_rule_land_in_salesfo
     ledger = Ledger.connect(env["WRITEBACK_DATABASE_URL"])
     try:
         # every event one row, except the CRM's own unsubscribe (not written back to the CRM)
-        wait_for(lambda: count_rows(ledger) == len(written) + 1 + 2, 60, "ingest: " + instances.output()[-3000:])
+        wait_for(lambda: count_rows(ledger) == len(written) + 1 + 2, 60, lambda: "ingest: " + instances.output()[-3000:])
         wait_consumed(kafka, env["WRITEBACK_GROUP_ID"], [topics["sub"]])
         time.sleep(1.0)  # several flush passes: the held window holds everything back
         assert sim.records("Note") == [] and data_writes(sim) == []
@@ -298,7 +298,7 @@ def test_unsubscribe_bad_email_resubscribe_order_and_origin_rule_land_in_salesfo
         wait_for(
             lambda: by_status(ledger).get("completed", 0) == len(written) + 2,
             60,
-            "the flush: " + instances.output()[-3000:],
+            lambda: "the flush: " + instances.output()[-3000:],
         )
 
         # unsubscribe with a reason: the seed sentence in the account's zone, the reason after it
@@ -457,7 +457,7 @@ def test_sent_and_opened_become_tasks_200_a_call_and_a_token_expiry_between_wind
     publish_file(env, tmp_path / "window-1.ndjson", [*sent, opened, clicked, *globex_events], topics["act"])
     ledger = Ledger.connect(postgres_database)
     try:
-        wait_for(lambda: count_rows(ledger) == 201 + 2, 60, "ingest: " + instances.output()[-3000:])
+        wait_for(lambda: count_rows(ledger) == 201 + 2, 60, lambda: "ingest: " + instances.output()[-3000:])
         wait_consumed(kafka, env["WRITEBACK_GROUP_ID"], [topics["act"]])
         # caught up: every partition ingest fetched from shows no lag
         wait_for(lambda: lags(url, topics["act"]) and set(lags(url, topics["act"]).values()) == {0.0}, 30, "lag 0")
@@ -590,14 +590,14 @@ def test_a_window_of_200_with_one_deleted_and_one_unknown_recipient_completes_19
     publish_file(env, tmp_path / "sent.ndjson", sent, topics["act"])
     ledger = Ledger.connect(env["WRITEBACK_DATABASE_URL"])
     try:
-        wait_for(lambda: count_rows(ledger) == 400, 60, "ingest: " + instances.output()[-3000:])
+        wait_for(lambda: count_rows(ledger) == 400, 60, lambda: "ingest: " + instances.output()[-3000:])
         sim.delete(deleted)  # deleted in Salesforce while its writebacks waited for the window
         # the subscriber window first (one window of 200 unsubscribes), then the activity one
         assert send_activity(env, conn, "--class", "subscriber").startswith("200 subscriber writebacks released")
         wait_for(
             lambda: by_status(ledger) == Counter({"completed": 199, "failed": 1, "pending": 200}),
             60,
-            "the subscriber window: " + instances.output()[-3000:],
+            lambda: "the subscriber window: " + instances.output()[-3000:],
         )
         assert [r.records for r in sim.calls("PATCH", "/composite/sobjects")] == [200]  # Email Opt Out
         assert [r.records for r in sim.calls("POST", "/composite/sobjects")] == [199]  # notes
@@ -605,7 +605,7 @@ def test_a_window_of_200_with_one_deleted_and_one_unknown_recipient_completes_19
         wait_for(
             lambda: by_status(ledger) == Counter({"completed": 398, "failed": 2}),
             60,
-            "the activity window: " + instances.output()[-3000:],
+            lambda: "the activity window: " + instances.output()[-3000:],
         )
 
         failed = {r["id"]: r for r in listed(env, "--status", "failed")}
@@ -657,7 +657,7 @@ def test_a_second_marketing_resubscribe_after_a_crm_opt_out_is_refused_too(
     publish_file(env, tmp_path / "events.ndjson", events, topics["sub"])
     ledger = Ledger.connect(env["WRITEBACK_DATABASE_URL"])
     try:
-        wait_for(lambda: count_rows(ledger) == 2, 60, "ingest: " + instances.output()[-3000:])
+        wait_for(lambda: count_rows(ledger) == 2, 60, lambda: "ingest: " + instances.output()[-3000:])
         wait_consumed(kafka, env["WRITEBACK_GROUP_ID"], [topics["sub"]])
         send_activity(env, conn, "--class", "subscriber")
         wait_for(lambda: set(by_status(ledger)) <= {"completed", "failed"}, 60, "the flush")

@@ -206,7 +206,7 @@ def test_seed_000_lands_in_netforum_exactly_and_a_resubscribe_restores_the_indiv
     publish_file(env, tmp_path / "subscribers.ndjson", subscribers, topics["sub"])
     ledger = Ledger.connect(env["WRITEBACK_DATABASE_URL"])
     try:
-        wait_for(lambda: count_rows(ledger) == rows, 60, "ingest: " + instances.output()[-3000:])
+        wait_for(lambda: count_rows(ledger) == rows, 60, lambda: "ingest: " + instances.output()[-3000:])
         wait_consumed(kafka, env["WRITEBACK_GROUP_ID"], [topics["act"], topics["sub"]])
         # the unchecked types and the excluded mailing: counted drops, no rows
         assert metric(url, "writeback_events_dropped_total", kind="netforum", reason="activity_type_disabled") == 2
@@ -216,7 +216,7 @@ def test_seed_000_lands_in_netforum_exactly_and_a_resubscribe_restores_the_indiv
         for connection in (conn, lean):
             for wb_class in ("activity", "subscriber"):
                 assert send_activity(env, connection, "--class", wb_class).endswith(f"released for the next flush of {connection}")
-        wait_for(lambda: by_status(ledger).get("completed", 0) == rows, 60, "the flush: " + instances.output()[-3000:])
+        wait_for(lambda: by_status(ledger).get("completed", 0) == rows, 60, lambda: "the flush: " + instances.output()[-3000:])
 
         # mailing activity: "Informz Mailing", the subcode by type, 000's message names
         assert sorted(tab(nf, ada, "cma_activity_code", "cma_activity_subcode", "cma_message_name")) == sorted([
@@ -269,7 +269,7 @@ def test_seed_000_lands_in_netforum_exactly_and_a_resubscribe_restores_the_indiv
         publish_file(env, tmp_path / "resubscribe.ndjson", [sub_event("RESUBSCRIBE", key(two_windows), RESUB_AT, source="ADMIN")], topics["sub"])
         wait_for(lambda: count_rows(ledger) == rows + 1, 60, "ingest of the resubscribe")
         assert send_activity(env, conn, "--class", "subscriber").endswith(f"released for the next flush of {conn}")
-        wait_for(lambda: by_status(ledger).get("completed", 0) == rows + 1, 60, "window 2: " + instances.output()[-3000:])
+        wait_for(lambda: by_status(ledger).get("completed", 0) == rows + 1, 60, lambda: "window 2: " + instances.output()[-3000:])
         assert (individual(nf, two_windows), nf.correspondence(two_windows)) == before[two_windows]
         # removed, not erased: both unsubscribe rows are soft-deleted (cma_delete_flag)
         for person in (one_window, two_windows):
@@ -348,10 +348,10 @@ def test_a_tracking_connection_writes_001s_code_subcode_pairs_as_messaging_activ
     publish_file(env, tmp_path / "subscribers.ndjson", [e for e in events if isinstance(e, SubscriberEvent)], topics["sub"])
     ledger = Ledger.connect(env["WRITEBACK_DATABASE_URL"])
     try:
-        wait_for(lambda: count_rows(ledger) == len(events) - 1, 60, "ingest: " + instances.output()[-3000:])
+        wait_for(lambda: count_rows(ledger) == len(events) - 1, 60, lambda: "ingest: " + instances.output()[-3000:])
         for wb_class in ("activity", "subscriber"):
             send_activity(env, conn, "--class", wb_class)  # 001: once daily; released now
-        wait_for(lambda: done(ledger, len(events) - 1), 60, "the flush: " + instances.output()[-3000:])
+        wait_for(lambda: done(ledger, len(events) - 1), 60, lambda: "the flush: " + instances.output()[-3000:])
 
         assert tab(nf, pat, "cma_activity_code", "cma_activity_subcode", "cma_activity_date") == [
             ("Sent", "Delivered", site_time(at)),
@@ -397,7 +397,7 @@ def test_token_expiry_mid_flush_is_invisible_and_unknown_customers_are_dead_lett
     publish_file(env, tmp_path / "window.ndjson", [*known, *strangers], topics["act"])
     ledger = Ledger.connect(env["WRITEBACK_DATABASE_URL"])
     try:
-        wait_for(lambda: count_rows(ledger) == len(known) + len(strangers), 60, "ingest: " + instances.output()[-3000:])
+        wait_for(lambda: count_rows(ledger) == len(known) + len(strangers), 60, lambda: "ingest: " + instances.output()[-3000:])
         # every call held a moment, so the expiry lands between the first insert and the next
         nf.slow_next(40, 0.5)
         expired = threading.Event()
@@ -413,7 +413,7 @@ def test_token_expiry_mid_flush_is_invisible_and_unknown_customers_are_dead_lett
         watcher = threading.Thread(target=expire_after_the_first_insert)
         watcher.start()
         assert send_activity(env, conn) == f"{len(known) + len(strangers)} activity writebacks released for the next flush of {conn}"
-        wait_for(lambda: done(ledger, len(known) + len(strangers)), 90, "the flush: " + instances.output()[-3000:])
+        wait_for(lambda: done(ledger, len(known) + len(strangers)), 90, lambda: "the flush: " + instances.output()[-3000:])
         watcher.join(10)
         assert expired.is_set()
         nf.clear_faults()
@@ -491,7 +491,7 @@ def test_a_kill_during_a_netforum_flush_then_a_restart_leaves_each_activity_exac
             publish_file(env, tmp_path / f"round-{round_}-act.ndjson", [e for e in chunk if not isinstance(e, SubscriberEvent)], topics["act"])
             publish_file(env, tmp_path / f"round-{round_}-sub.ndjson", [e for e in chunk if isinstance(e, SubscriberEvent)], topics["sub"])
             total = len(events)
-            wait_for(lambda n=total: count_rows(ledger) == n, 60, "ingest: " + instances.output()[-3000:])
+            wait_for(lambda n=total: count_rows(ledger) == n, 60, lambda: "ingest: " + instances.output()[-3000:])
             ingesting.send_signal(signal.SIGTERM)
             ingesting.wait(30)
 
@@ -509,7 +509,7 @@ def test_a_kill_during_a_netforum_flush_then_a_restart_leaves_each_activity_exac
             landed_unrecorded.append(_unrecorded(nf, ledger, conn, chunk, chunk_people))
 
             ingesting = instances.start()  # the restart: it finishes the round, and ingests the next
-            wait_for(lambda n=total: by_status(ledger).get("completed", 0) == n, 90, "the restart: " + instances.output()[-3000:])
+            wait_for(lambda n=total: by_status(ledger).get("completed", 0) == n, 90, lambda: "the restart: " + instances.output()[-3000:])
     finally:
         ingesting.send_signal(signal.SIGTERM)
         ingesting.wait(30)

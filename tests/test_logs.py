@@ -102,10 +102,10 @@ def test_serve_json_logs_and_metrics_of_a_hostile_run_hold_no_email_recipient_or
     producer.flush(30)
 
     ledger = Ledger.connect(database)
-    wait_for(lambda: sum(ledger.counts().values()) == 2, 60, "ingest: " + instances.output()[-2000:])
+    wait_for(lambda: sum(ledger.counts().values()) == 2, 60, lambda: "ingest: " + instances.output()[-2000:])
     release_all_windows(ledger, ["acme-sf"])
     statuses = lambda: {s: n for (_c, s), n in ledger.counts().items()}  # noqa: E731
-    wait_for(lambda: statuses() == {"completed": 1, "failed": 1}, 60, "the flush: " + instances.output()[-2000:])
+    wait_for(lambda: statuses() == {"completed": 1, "failed": 1}, 60, lambda: "the flush: " + instances.output()[-2000:])
     url = re.search(r"metrics and probes on (http://[\w.:]+)", instances.output()).group(1)
     wait_for(lambda: "writeback_events_rejected_total" in httpx.get(f"{url}/metrics").text, 30, "the scrape")
     scrape = httpx.get(f"{url}/metrics").text

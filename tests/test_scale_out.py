@@ -90,7 +90,7 @@ def test_three_instances_lose_one_to_sigkill_gain_a_fourth_and_stop_one_graceful
     closer = threading.Thread(target=keep_windows_closed)
     a, b, c = (instances.start() for _ in range(3))
     try:
-        wait_for(lambda: group_members(kafka.bootstrap, group) == 3, 90, "three members: " + instances.output()[-2000:])
+        wait_for(lambda: group_members(kafka.bootstrap, group) == 3, 90, lambda: "three members: " + instances.output()[-2000:])
         closer.start()
         publish(kafka, schema_registry, topics, phases[0])
         wait_for(lambda: by_status(ledger).get("completed", 0) >= len(phases[0]) // 3, 90, "some writebacks")
@@ -105,7 +105,7 @@ def test_three_instances_lose_one_to_sigkill_gain_a_fourth_and_stop_one_graceful
         wait_for(
             lambda: by_status(ledger).get("completed", 0) == total,
             240,
-            f"every writeback ({by_status(ledger)}): " + instances.output()[-3000:],
+            lambda: f"every writeback ({by_status(ledger)}): " + instances.output()[-3000:],
         )
     finally:
         stop.set()

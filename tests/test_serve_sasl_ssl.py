@@ -149,9 +149,9 @@ def test_with_the_right_credentials_serve_consumes_produces_and_writes_back_over
     instances.start()
     url = probe_url(instances)
     ledger = Ledger.connect(instances.env["WRITEBACK_DATABASE_URL"])
-    wait_for(lambda: sum(ledger.counts().values()) == 1, 60, "serve to consume over SASL_SSL: " + instances.output()[-2000:])
+    wait_for(lambda: sum(ledger.counts().values()) == 1, 60, lambda: "serve to consume over SASL_SSL: " + instances.output()[-2000:])
     release_all_windows(ledger, ["acme-sf"])
-    wait_for(lambda: by_status(ledger).get("completed", 0) == 1, 60, "the writeback: " + instances.output()[-2000:])
+    wait_for(lambda: by_status(ledger).get("completed", 0) == 1, 60, lambda: "the writeback: " + instances.output()[-2000:])
     assert len(markers(sim, contact)) == 1
     assert sim.record(contact)["HasOptedOutOfEmail"] is True
     letters = dead_letters(broker, instances.env["WRITEBACK_DEAD_LETTER_PREFIX"] + "ingest", 1)
@@ -177,7 +177,7 @@ def test_with_a_wrong_password_serve_stays_up_not_ready_says_why_and_recovers_wh
     password_file.write_text(wrong)
     proc = instances.start()
     url = probe_url(instances)
-    wait_for(lambda: "SASL authentication error" in instances.output(), 60, "the refusal in the log: " + instances.output()[-2000:])
+    wait_for(lambda: "SASL authentication error" in instances.output(), 60, lambda: "the refusal in the log: " + instances.output()[-2000:])
     readyz = httpx.get(f"{url}/readyz")
     assert readyz.status_code == 503
     assert "SASL authentication error" in readyz.text and "SCRAM-SHA-512" in readyz.text
@@ -187,7 +187,7 @@ def test_with_a_wrong_password_serve_stays_up_not_ready_says_why_and_recovers_wh
     assert "Traceback" not in instances.output()
 
     password_file.write_text(SCRAM_PASSWORD)  # the Secret is fixed (a mounted file is updated in place)
-    wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, "readiness after the fix: " + instances.output()[-2000:])
+    wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, lambda: "readiness after the fix: " + instances.output()[-2000:])
     assert "access to Kafka and the schema registry restored" in instances.output()
 
     proc.send_signal(signal.SIGTERM)
@@ -306,7 +306,7 @@ def test_the_operations_guide_runs_as_written_against_sasl_ssl_an_https_registry
                 assert ran.returncode == 0, f"{command}: {ran.stdout}{ran.stderr}"
             assert commands[-1] == "writeback serve"
             url = probe_url(instances)
-            wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, "ready: " + instances.output()[-2000:])
+            wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, lambda: "ready: " + instances.output()[-2000:])
 
             contact = sim.add_contact("Pat", "guide@example.org")
             events_file = tmp_path / "events.ndjson"
@@ -314,9 +314,9 @@ def test_the_operations_guide_runs_as_written_against_sasl_ssl_an_https_registry
             published = subprocess.run(["bash", "-c", shell + f"writeback publish {events_file}"], env=env, capture_output=True, text=True, timeout=120, check=False)
             assert published.returncode == 0, published.stderr
             ledger = Ledger.connect(postgres_database)
-            wait_for(lambda: sum(ledger.counts().values()) == 1, 60, "ingest: " + instances.output()[-2000:])
+            wait_for(lambda: sum(ledger.counts().values()) == 1, 60, lambda: "ingest: " + instances.output()[-2000:])
             release_all_windows(ledger, ["acme-sf"])
-            wait_for(lambda: len(markers(sim, contact)) == 1, 60, "the writeback: " + instances.output()[-2000:])
+            wait_for(lambda: len(markers(sim, contact)) == 1, 60, lambda: "the writeback: " + instances.output()[-2000:])
             ledger.close()
             assert gateway.refused == 0
 
@@ -324,7 +324,7 @@ def test_the_operations_guide_runs_as_written_against_sasl_ssl_an_https_registry
             instances.stop_all()
             instances.env = env | {exports["WRITEBACK_REGISTRY__PASSWORD__ENV"]: "wrong"}
             instances.start()
-            wait_for(lambda: "HTTP 401" in instances.output(), 60, "the registry's refusal: " + instances.output()[-2000:])
+            wait_for(lambda: "HTTP 401" in instances.output(), 60, lambda: "the registry's refusal: " + instances.output()[-2000:])
             assert gateway.refused > 0
             assert registry_password not in instances.output() and SCRAM_PASSWORD not in instances.output()
         finally:

@@ -190,7 +190,7 @@ def test_two_instances_on_one_postgres_flush_a_shared_backlog_with_no_row_writte
     wait_for(lambda: sum(ledger.counts().values()) == expected_rows, 90, "both instances to ingest")
 
     release_all_windows(ledger, [c for ids in connections.values() for c in ids])
-    wait_for(lambda: by_status(ledger).get("completed", 0) == expected_rows, 120, "the flush: " + instances.output()[-3000:])
+    wait_for(lambda: by_status(ledger).get("completed", 0) == expected_rows, 120, lambda: "the flush: " + instances.output()[-3000:])
 
     rows = ledger.list(limit=10_000)
     assert Counter(r["attempts"] for r in rows) == {1: expected_rows}, "a row was claimed more than once"
@@ -236,7 +236,7 @@ def test_killing_an_instance_at_random_points_loses_nothing_and_writes_nothing_t
             proc.wait(10)
             kills += 1
         instances.start()
-        wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 180, "recovery: " + instances.output()[-3000:])
+        wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 180, lambda: "recovery: " + instances.output()[-3000:])
     finally:
         stop.set()
         closer.join()
@@ -436,4 +436,4 @@ def test_readyz_says_not_ready_while_a_member_joins_the_group_and_while_the_data
         with admin.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         admin.dispose()
-    wait_for(lambda: httpx.get(f"{first}/readyz").status_code == 200, 60, "ready again: " + instances.output()[-2000:])
+    wait_for(lambda: httpx.get(f"{first}/readyz").status_code == 200, 60, lambda: "ready again: " + instances.output()[-2000:])

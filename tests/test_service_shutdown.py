@@ -71,7 +71,7 @@ def start_flushing(service, kafka, schema_registry, sim, tmp_path, timeout_s: fl
     proc = instances.start()
     publish(kafka, schema_registry, topics, events)
     ledger = Ledger.connect(database)
-    wait_for(lambda: sum(ledger.counts().values()) == len(events), 60, "ingest: " + instances.output()[-2000:])
+    wait_for(lambda: sum(ledger.counts().values()) == len(events), 60, lambda: "ingest: " + instances.output()[-2000:])
     wait_for(lambda: group_members(kafka.bootstrap, instances.env["WRITEBACK_GROUP_ID"]) == 1, 30, "the member")
     # the Notes call of the first batch is held by the CRM, then carried out
     sim.hang_next(1, seconds=hold_s, then_apply=True, method="POST", path_suffix="composite/sobjects")
@@ -102,7 +102,7 @@ def test_sigterm_mid_batch_finishes_and_records_it_commits_leaves_the_group_and_
 
     # what is left is flushed by the next instance; each writeback is in the CRM once
     instances.start()
-    wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 60, "the rest: " + instances.output()[-2000:])
+    wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 60, lambda: "the rest: " + instances.output()[-2000:])
     for contact in contacts:
         assert len(markers(sim, contact)) == 1
         assert len(sim.tasks_for(contact)) == 1
@@ -126,7 +126,7 @@ def test_sigterm_while_a_crm_call_outlasts_the_shutdown_timeout_abandons_the_bat
 
     time.sleep(hold)  # the CRM carries out the abandoned call when its hold ends
     instances.start()
-    wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 90, "recovery: " + instances.output()[-2000:])
+    wait_for(lambda: by_status(ledger).get("completed", 0) == len(events), 90, lambda: "recovery: " + instances.output()[-2000:])
     for contact in contacts:
         assert len(markers(sim, contact)) == 1, "the abandoned call's Note was written again"
         assert len(sim.tasks_for(contact)) == 1

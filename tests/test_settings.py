@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -174,6 +175,33 @@ def test_applied_settings_are_shared_through_the_database(database_url):
     reloaded = wb_settings.stored(ledger).connection("conn")
     assert reloaded is not None and reloaded[1].kind == "salesforce"
     ledger.close()
+
+
+def test_instances_starting_together_all_store_their_settings(database_url):
+    """Every instance stores the settings file it was given as it starts; several starting at
+    once on one database must not refuse each other's rows (a duplicate key would stop one)."""
+    settings = parse_settings(one_connection(kind="salesforce", crm=SF_CRM))
+    ledgers = [Ledger.connect(database_url) for _ in range(4)]
+    start = threading.Barrier(len(ledgers))
+    failures: list[BaseException] = []
+
+    def start_up(ledger: Ledger) -> None:
+        for attempt in range(10):
+            start.wait()
+            try:
+                wb_settings.apply(ledger, settings, datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=attempt))
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=start_up, args=(ledger,)) for ledger in ledgers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, [type(f).__name__ for f in failures]
+    assert all(wb_settings.stored(ledger) == settings for ledger in ledgers)
+    for ledger in ledgers:
+        ledger.close()
 
 
 # -- inline credentials anywhere under crm (issue 12, item 2) ------------------------------------

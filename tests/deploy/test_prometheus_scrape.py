@@ -91,7 +91,7 @@ def test_prometheus_scraping_an_end_to_end_run_counts_what_was_published_and_wri
             wait_for(
                 lambda: {s for (_c, s) in ledger.counts()} <= {"completed", "failed"},
                 90,
-                "the flush: " + instances.output()[-2000:],
+                lambda: "the flush: " + instances.output()[-2000:],
             )
             time.sleep(8)
 

@@ -413,6 +413,10 @@ class Ledger:
         self, account_rows: Sequence[dict[str, Any]], connection_rows: Sequence[dict[str, Any]]
     ) -> None:
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # instances starting together each store their settings: one at a time, or one's
+                # inserts collide with rows another inserted after this delete's snapshot
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETTINGS_LOCK})
             conn.execute(connections.delete())
             conn.execute(accounts.delete())
             if account_rows:
@@ -512,6 +516,8 @@ class Ledger:
         with self.engine.connect() as conn:
             return [(c, k, int(n), int(d or 0), oldest) for c, k, n, d, oldest in conn.execute(query)]
 
+
+_SETTINGS_LOCK = 0x73657474  # "sett": the advisory lock `replace_settings` takes on PostgreSQL
 
 _INSERTED = (
     "key", "id", "account_id", "connection_id", "wb_class", "event_type", "event_id", "recipient_key",

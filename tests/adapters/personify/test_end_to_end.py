@@ -62,9 +62,9 @@ def test_personify_rows_dead_letters_and_replay_after_the_customer_is_added(
     publish(kafka, schema_registry, topics, events)
     ledger = Ledger.connect(ledger_url)
     try:
-        wait_for(lambda: sum(ledger.counts().values()) == 3, 90, "ingest: " + instances.output()[-2000:])
+        wait_for(lambda: sum(ledger.counts().values()) == 3, 90, lambda: "ingest: " + instances.output()[-2000:])
         release_all_windows(ledger, ["acme-ps"])
-        wait_for(lambda: by_status(ledger) == {"completed": 1, "failed": 2}, 90, "the flush: " + instances.output()[-3000:])
+        wait_for(lambda: by_status(ledger) == {"completed": 1, "failed": 2}, 90, lambda: "the flush: " + instances.output()[-3000:])
         wid = [writeback_id(e.event_id, "acme-ps") for e in events[:3]]
         assert (ledger.get(wid[1])["error_code"], ledger.get(wid[2])["error_code"]) == (
             "UNKNOWN_CUSTOMER", "UNMAPPED_GROUP",
