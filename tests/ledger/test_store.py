@@ -228,6 +228,35 @@ def test_a_repeated_event_id_changes_no_state_even_with_other_content(ledger):
     assert state(ledger) == ("subscribed", "MAILING_LINK", None)
 
 
+def test_an_event_id_another_instance_is_storing_at_that_moment_is_taken_once_without_an_error(ledger, database_url):
+    """Two instances storing the same event id at once (published twice, consumed from two
+    partitions): the one whose insert lands first applies its state, the other adds nothing."""
+    from writeback.ledger import Ledger
+    from writeback.ledger.tables import subscriber_events
+
+    other = Ledger.connect(database_url)
+    done: dict[str, object] = {}
+
+    def store() -> None:
+        try:
+            done["inserted"] = ledger.insert([], [change(1, "unsubscribed", "CRM_SYNC", "c1")], now=T0)
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            done["error"] = exc
+
+    with other.engine.begin() as conn:
+        conn.execute(subscriber_events.insert(), [{"event_id": "ev-1"}])  # the other's, not yet committed
+        racing = threading.Thread(target=store)
+        racing.start()
+        racing.join(0.5)
+        assert racing.is_alive(), "the insert should wait for the other transaction"
+    racing.join(30)
+    other.close()
+
+    assert "error" not in done, repr(done.get("error"))
+    assert done["inserted"] == Inserted(0)
+    assert state(ledger) is None  # the other instance's transaction carried the state, not this one
+
+
 def test_subscriber_state_is_the_same_whether_changes_arrive_in_one_batch_or_several(database_url):
     from writeback.ledger import Ledger
 

@@ -159,7 +159,11 @@ class Ledger:
                 seen = _present(conn, subscriber_events.c.event_id, event_ids)
                 fresh = [e for e in event_ids if e not in seen]
                 if fresh:
-                    conn.execute(subscriber_events.insert(), [{"event_id": e} for e in fresh])
+                    # another instance may be storing one of them now: its insert, landing first,
+                    # carries the state, and this one takes the event as seen
+                    claim = _insert(self.dialect, subscriber_events).on_conflict_do_nothing()
+                    taken = conn.execute(claim.returning(subscriber_events.c.event_id), [{"event_id": e} for e in fresh])
+                    seen |= set(fresh) - set(taken.scalars())
             kept, repeated = _first_events(rows, {c.event_id for c in changes}, seen)
             added = conflicting = 0
             if kept and self.dialect == "postgresql" and self.copy_rows:
